@@ -1,0 +1,170 @@
+//! The event bus: publishers, queue groups, manual acknowledgement and redelivery.
+//!
+//! The contract (SPEC.md section 1, "Broker semantics"), which every backend keeps:
+//! - one durable subscription per queue group; each event reaches one member of the group,
+//!   and every queue group listening on a subject gets every event published on it;
+//! - a member acknowledges explicitly; an event not acknowledged within `ack_wait` is
+//!   redelivered, possibly to another member; a nak redelivers (after an optional delay), a
+//!   term never does;
+//! - each delivery carries its count; an event delivered `max_deliver` times and still not
+//!   acknowledged is dead-lettered, as is a payload that cannot be decoded (terminated at once);
+//! - a publish with a publish id that the broker saw within its duplicate window is dropped.
+//!
+//! Backends: the embedded in-memory broker (the default) and NATS JetStream.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::events::{Event, Subject};
+
+/// The name of a queue group; also the durable name of its subscription.
+pub type QueueGroup = Arc<str>;
+
+/// What a publish came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishAck {
+    /// Stored at this stream sequence number.
+    Stored {
+        /// Position in the stream (1 for the first event).
+        seq: u64,
+    },
+    /// Dropped: its publish id was already stored within the duplicate window.
+    Duplicate,
+}
+
+/// Why a bus operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The broker cannot be reached (at start, or after reconnecting gave up).
+    #[error("broker unreachable at {url}: {message}")]
+    Unreachable {
+        /// Where we tried.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The bus (or this subscription) was shut down.
+    #[error("bus closed")]
+    Closed,
+    /// The event could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] crate::events::EncodeError),
+    /// Any other broker error, with its message.
+    #[error("broker error: {0}")]
+    Broker(String),
+}
+
+/// How a queue group's durable subscription behaves.
+#[derive(Clone, Debug)]
+pub struct ListenerOptions {
+    /// The queue group (durable name).
+    pub queue_group: QueueGroup,
+    /// The subjects the group listens on.
+    pub subjects: Vec<Subject>,
+    /// How long a delivery may stay unacknowledged before it is redelivered.
+    pub ack_wait: Duration,
+    /// Deliveries of one event before it is dead-lettered.
+    pub max_deliver: u32,
+    /// Deliveries a member may hold unacknowledged at once (backpressure).
+    pub max_in_flight: usize,
+}
+
+impl ListenerOptions {
+    /// The group's options with this project's defaults: 5 s ack wait (the course's), 10
+    /// deliveries, 64 in flight per member.
+    pub fn new(queue_group: impl Into<QueueGroup>, subjects: &[Subject]) -> Self {
+        Self {
+            queue_group: queue_group.into(),
+            subjects: subjects.to_vec(),
+            ack_wait: Duration::from_secs(5),
+            max_deliver: 10,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// Publishes typed events.
+pub trait Publisher: Send + Sync {
+    /// Publishes `event` on its subject. With a `publish_id`, the broker drops the event if it
+    /// stored one with the same id within its duplicate window.
+    fn publish(
+        &self,
+        event: &Event,
+        publish_id: Option<&str>,
+    ) -> impl Future<Output = Result<PublishAck, BusError>> + Send;
+}
+
+/// The handle a listener acknowledges a delivery with.
+pub trait MessageHandle: Send + Sync {
+    /// How many times this event has been delivered to the group, this delivery included.
+    fn delivery_count(&self) -> u32;
+
+    /// Done: never deliver this event to the group again.
+    fn ack(&self) -> impl Future<Output = Result<(), BusError>> + Send;
+
+    /// Not now: deliver again after `delay` (zero: at once).
+    fn nak(&self, delay: Duration) -> impl Future<Output = Result<(), BusError>> + Send;
+
+    /// Never: stop delivering it (a poison message); the bus dead-letters it with `reason`.
+    fn term(&self, reason: &str) -> impl Future<Output = Result<(), BusError>> + Send;
+}
+
+/// One delivery of one event to one member.
+pub trait Delivery: MessageHandle + 'static {
+    /// The subject it was published on.
+    fn subject(&self) -> &str;
+    /// The raw payload (decoded by the listener runtime, which terminates what fails).
+    fn payload(&self) -> &[u8];
+    /// The event's position in the stream.
+    fn stream_seq(&self) -> u64;
+}
+
+/// A member's view of its queue group's durable subscription.
+pub trait Subscription: Send + 'static {
+    /// The deliveries this subscription yields.
+    type Delivery: Delivery;
+
+    /// The next delivery for this member; `None` once the subscription is closed.
+    fn next(&mut self) -> impl Future<Output = Option<Result<Self::Delivery, BusError>>> + Send;
+}
+
+/// Why an event was dead-lettered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// Terminated by a listener (for example a payload that does not decode).
+    Terminated(String),
+    /// Delivered `max_deliver` times without an acknowledgement.
+    MaxDeliveries(u32),
+}
+
+/// An event the bus gave up on, kept for inspection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The queue group that gave up.
+    pub queue_group: QueueGroup,
+    /// The subject it was published on.
+    pub subject: String,
+    /// Its position in the stream.
+    pub stream_seq: u64,
+    /// Its payload, as published.
+    pub payload: Vec<u8>,
+    /// Why.
+    pub reason: DeadLetterReason,
+}
+
+/// A bus backend: publishes, and opens queue-group subscriptions.
+pub trait Bus: Publisher + Clone + 'static {
+    /// A member's subscription.
+    type Subscription: Subscription;
+
+    /// Joins `options.queue_group` as one more member, creating the group's durable
+    /// subscription (delivering everything from the start of the stream) if it does not exist.
+    fn subscribe(
+        &self,
+        options: &ListenerOptions,
+    ) -> impl Future<Output = Result<Self::Subscription, BusError>> + Send;
+
+    /// Everything dead-lettered so far, oldest first.
+    fn dead_letters(&self) -> Vec<DeadLetter>;
+}

@@ -1,0 +1,37 @@
+//! # ticketing
+//!
+//! The reference implementation of the event-driven ticketing system described in the
+//! project's `SPEC.md`: two services (tickets and orders) that keep each other in sync through
+//! versioned events over a broker with queue groups, manual acks and redelivery, and that use
+//! optimistic concurrency (update-if-current) against out-of-order events.
+//!
+//! # Layout
+//!
+//! - [`id`], [`price`]: the small value types every record is made of (object ids, exact
+//!   prices in cents).
+//! - [`events`]: the event vocabulary: the four subjects, their JSON payloads, and decoding that
+//!   turns any malformed payload into a typed error.
+//! - [`records`]: the stored records: the tickets service's [`records::Ticket`], the orders
+//!   service's [`records::TicketReplica`] and [`records::Order`].
+//! - [`variant`]: which design elements of SPEC.md section 2 are switched on.
+//! - [`store`]: the versioned store traits (update-if-current, the order book's atomic
+//!   reservation, the transactional outbox) and their backends.
+//! - [`bus`]: the event bus traits (publish, queue-group subscriptions, ack/nak/term,
+//!   dead letters) and their backends.
+//! - [`sync`]: `std` or `loom` synchronisation primitives, so the memory store can be checked
+//!   exhaustively under `--cfg loom`.
+//! - [`testkit`]: how tests reach real servers, and skip or fail when they cannot.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod bus;
+pub mod events;
+pub mod id;
+pub mod price;
+pub mod records;
+pub mod store;
+pub mod sync;
+pub mod testkit;
+pub mod variant;

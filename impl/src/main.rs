@@ -1,0 +1,3 @@
+//! The `ticketing` binary (see `ticketing --help`).
+
+fn main() {}
