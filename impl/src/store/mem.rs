@@ -123,12 +123,33 @@ impl<R: Record> Table<R> {
 }
 
 /// A ticket's reservation state as the orders service keeps it.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct TicketReservations {
-    /// The order holding the ticket, if any.
-    active_order: Option<Id>,
+    /// The orders holding the ticket, in the order they became active. At most one, except
+    /// where [`ReservationCheck::Unchecked`] let a race through (`racy-reserve`): then the
+    /// others are still active and still found once the first is cancelled, as the course's
+    /// `isReserved` query would find them. Empty, it does not allocate.
+    active_orders: Vec<Id>,
     /// Reservation changes so far.
     count: Reservation,
+}
+
+impl TicketReservations {
+    /// The order holding the ticket: the first of its active orders.
+    fn active_order(&self) -> Option<Id> {
+        self.active_orders.first().copied()
+    }
+
+    /// Keeps the index in step with `order` as just written.
+    fn track(&mut self, order: &Order) {
+        if order.status.is_active() {
+            if !self.active_orders.contains(&order.id) {
+                self.active_orders.push(order.id);
+            }
+        } else {
+            self.active_orders.retain(|active| *active != order.id);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -225,7 +246,7 @@ impl MemStore {
         let tables = &self.tables;
         let mut reservations = tables.reservations.shard(&order.ticket_id).lock();
         let entry = reservations.entry(order.ticket_id).or_default();
-        if let (ReservationCheck::Atomic, Some(order_id)) = (check, entry.active_order) {
+        if let (ReservationCheck::Atomic, Some(order_id)) = (check, entry.active_order()) {
             return Err(StoreError::TicketReserved {
                 ticket_id: order.ticket_id,
                 order_id,
@@ -247,9 +268,7 @@ impl MemStore {
         let outboxed = outbox.then(|| Event::OrderCreated(event.clone()));
         let order = tables.orders.insert(order, || self.push_outbox(outboxed))?;
         entry.count = reservation;
-        if order.status.is_active() {
-            entry.active_order = Some(order.id);
-        }
+        entry.track(&order);
         Ok((order, event))
     }
 
@@ -280,9 +299,7 @@ impl MemStore {
             .orders
             .save(cancelled, || self.push_outbox(outboxed))?;
         entry.count = reservation;
-        if entry.active_order == Some(cancelled.id) {
-            entry.active_order = None;
-        }
+        entry.track(&cancelled);
         Ok((cancelled, event))
     }
 
@@ -297,11 +314,7 @@ impl MemStore {
         let mut reservations = tables.reservations.shard(&order.ticket_id).lock();
         let entry = reservations.entry(order.ticket_id).or_default();
         let written = write(&tables.orders, order, event)?;
-        if written.status.is_active() {
-            entry.active_order = Some(written.id);
-        } else if entry.active_order == Some(written.id) {
-            entry.active_order = None;
-        }
+        entry.track(&written);
         Ok(written)
     }
 
@@ -379,14 +392,7 @@ impl VersionedStore<Order> for MemStore {
 
 impl OrderBook for MemStore {
     async fn active_order(&self, ticket_id: Id) -> Result<Option<Order>, StoreError> {
-        let active = self
-            .tables
-            .reservations
-            .shard(&ticket_id)
-            .lock()
-            .get(&ticket_id)
-            .and_then(|entry| entry.active_order);
-        Ok(active.and_then(|order_id| self.tables.orders.find(order_id)))
+        Ok(self.active_order_now(ticket_id))
     }
 
     async fn reserve(
@@ -408,13 +414,7 @@ impl OrderBook for MemStore {
     }
 
     async fn reservation_count(&self, ticket_id: Id) -> Result<Reservation, StoreError> {
-        Ok(self
-            .tables
-            .reservations
-            .shard(&ticket_id)
-            .lock()
-            .get(&ticket_id)
-            .map_or(0, |entry| entry.count))
+        Ok(self.reservation_count_now(ticket_id))
     }
 }
 
@@ -456,6 +456,32 @@ impl MemStore {
     /// The stored version of a record, if it exists.
     pub fn version_of<R: MemRecord>(&self, id: Id) -> Option<Version> {
         self.find_now::<R>(id).map(|record| record.version())
+    }
+
+    /// See [`VersionedStore::find_by_id`] for orders.
+    pub fn find_order_now(&self, id: Id) -> Option<Order> {
+        self.tables.orders.find(id)
+    }
+
+    /// See [`OrderBook::active_order`].
+    pub fn active_order_now(&self, ticket_id: Id) -> Option<Order> {
+        // The order is read under the reservation lock that every order write holds, so a
+        // cancel cannot land between reading the index and reading the order.
+        let reservations = self.tables.reservations.shard(&ticket_id).lock();
+        let active = reservations
+            .get(&ticket_id)
+            .and_then(TicketReservations::active_order);
+        active.and_then(|order_id| self.tables.orders.find(order_id))
+    }
+
+    /// See [`OrderBook::reservation_count`].
+    pub fn reservation_count_now(&self, ticket_id: Id) -> Reservation {
+        self.tables
+            .reservations
+            .shard(&ticket_id)
+            .lock()
+            .get(&ticket_id)
+            .map_or(0, |entry| entry.count)
     }
 }
 

@@ -7,7 +7,7 @@
 //! carries an event puts the record change and the event in the outbox in one atomic write, so
 //! a crash can never keep one without the other.
 //!
-//! Backends: [`mem::MemStore`] (the embedded default, checked with loom) and `PgStore`
+//! Backends: [`mem::MemStore`] (the embedded default, checked with loom) and `pg::PgStore`
 //! (PostgreSQL). Each service owns one store; the two services never share one.
 
 use std::future::Future;
@@ -18,8 +18,13 @@ use crate::price::Price;
 use crate::records::{Order, Record, Reservation, UserId, Version};
 
 pub mod mem;
+// PostgreSQL needs the network, which the loom build leaves out (see Cargo.toml).
+#[cfg(not(loom))]
+pub mod pg;
 
 pub use mem::MemStore;
+#[cfg(not(loom))]
+pub use pg::{PgStore, PgStoreOptions};
 
 /// Why a store operation did not happen. Every error leaves the store unchanged.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,102 @@
+//! The course's two optimistic-concurrency tests (`ticket.test.ts`: "implements optimistic
+//! concurrency control" and "increments the version number on multiple saves"), run
+//! unchanged against every backend: MemStore and PgStore.
+#![cfg(not(loom))]
+
+mod store_support;
+
+use store_support::{order, pg_store, price, ticket};
+use ticketing::records::{Order, Ticket};
+use ticketing::store::{MemStore, OrderBook, ReservationCheck, StoreError, VersionedStore};
+
+/// Fetch a ticket twice, change each copy, save both: the first save wins, the second fails
+/// with a version conflict naming both versions, and the stored ticket is the first copy.
+async fn second_save_of_a_twice_fetched_ticket_fails(store: &impl VersionedStore<Ticket>) {
+    let created = store.insert(ticket(1, 500), None).await.unwrap();
+    assert_eq!(created.version, 0);
+    let first = store.find_by_id(created.id).await.unwrap().unwrap();
+    let second = store.find_by_id(created.id).await.unwrap().unwrap();
+    let first = Ticket {
+        price: price(1000),
+        ..first
+    };
+    let second = Ticket {
+        price: price(1500),
+        ..second
+    };
+
+    let saved = store.save(first, None).await.unwrap();
+    assert_eq!(saved.version, 1);
+    match store.save(second, None).await {
+        Err(StoreError::VersionConflict {
+            expected, found, ..
+        }) => assert_eq!((expected, found), (0, 1)),
+        other => panic!("the second save of version 0 gave {other:?}"),
+    }
+    let stored = store.find_by_id(created.id).await.unwrap().unwrap();
+    assert_eq!(stored, saved, "the losing save changed the ticket");
+}
+
+/// Versions go 0, 1, 2 on successive saves, for tickets and for orders (a cancellation is
+/// a save too).
+async fn versions_increment_on_successive_saves<S>(store: &S)
+where
+    S: VersionedStore<Ticket> + OrderBook,
+{
+    let mut ticket = store.insert(ticket(2, 500), None).await.unwrap();
+    assert_eq!(ticket.version, 0);
+    for expected in 1..=2 {
+        ticket = store.save(ticket, None).await.unwrap();
+        assert_eq!(ticket.version, expected);
+        let stored = VersionedStore::<Ticket>::find_by_id(store, ticket.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.version, expected);
+    }
+
+    let (placed, _) = store
+        .reserve(order(3, 2), price(500), ReservationCheck::Atomic, false)
+        .await
+        .unwrap();
+    assert_eq!(placed.version, 0);
+    let saved = VersionedStore::<Order>::save(store, placed, None)
+        .await
+        .unwrap();
+    assert_eq!(saved.version, 1);
+    let (cancelled, event) = store.cancel(saved, false).await.unwrap();
+    assert_eq!((cancelled.version, event.version), (2, 2));
+    let stored = VersionedStore::<Order>::find_by_id(store, cancelled.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, cancelled);
+}
+
+#[tokio::test]
+async fn memstore_second_save_of_a_twice_fetched_ticket_fails() {
+    second_save_of_a_twice_fetched_ticket_fails(&MemStore::new()).await;
+}
+
+#[tokio::test]
+async fn memstore_versions_increment_on_successive_saves() {
+    versions_increment_on_successive_saves(&MemStore::new()).await;
+}
+
+#[tokio::test]
+async fn pgstore_second_save_of_a_twice_fetched_ticket_fails() {
+    let test = "pgstore_second_save_of_a_twice_fetched_ticket_fails";
+    let Some((store, _database)) = pg_store(test, "tickets").await else {
+        return;
+    };
+    second_save_of_a_twice_fetched_ticket_fails(&store).await;
+}
+
+#[tokio::test]
+async fn pgstore_versions_increment_on_successive_saves() {
+    let test = "pgstore_versions_increment_on_successive_saves";
+    let Some((store, _database)) = pg_store(test, "orders").await else {
+        return;
+    };
+    versions_increment_on_successive_saves(&store).await;
+}
