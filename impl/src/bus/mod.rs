@@ -11,6 +11,31 @@
 //! - a publish with a publish id that the broker saw within its duplicate window is dropped.
 //!
 //! Backends: the embedded in-memory broker (the default) and NATS JetStream.
+//!
+//! # Layout
+//!
+//! - [`core`]: the embedded broker's deterministic state machine (stream, duplicate window,
+//!   one durable consumer per queue group); the conformance harness steps it directly.
+//! - [`embedded`]: [`EmbeddedBus`], the tokio driver around one core (pull-based members,
+//!   ack-wait and nak-delay timers).
+//! - [`jetstream`]: [`JetStreamBus`], the same contract on NATS JetStream (one stream over the
+//!   four subjects, one durable pull consumer per queue group).
+//! - [`listener`]: the member runtime the services run: pull under `max_in_flight`, decode,
+//!   terminate what does not decode, hand the rest to a [`listener::Handler`], shut down
+//!   gracefully.
+
+pub mod core;
+#[cfg(not(loom))]
+pub mod embedded;
+#[cfg(not(loom))]
+pub mod jetstream;
+#[cfg(not(loom))]
+pub mod listener;
+
+#[cfg(not(loom))]
+pub use embedded::{EmbeddedBus, EmbeddedConfig};
+#[cfg(not(loom))]
+pub use jetstream::{JetStreamBus, JetStreamConfig};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,6 +78,9 @@ pub enum BusError {
     /// Any other broker error, with its message.
     #[error("broker error: {0}")]
     Broker(String),
+    /// The listener options cannot be honoured (for example `max_deliver` of 0).
+    #[error("invalid listener options: {0}")]
+    InvalidOptions(String),
 }
 
 /// How a queue group's durable subscription behaves.
@@ -60,7 +88,7 @@ pub enum BusError {
 pub struct ListenerOptions {
     /// The queue group (durable name).
     pub queue_group: QueueGroup,
-    /// The subjects the group listens on.
+    /// The subjects the group listens on (empty: every subject).
     pub subjects: Vec<Subject>,
     /// How long a delivery may stay unacknowledged before it is redelivered.
     pub ack_wait: Duration,
@@ -82,6 +110,30 @@ impl ListenerOptions {
             max_in_flight: 64,
         }
     }
+
+    /// Refuses what no backend can honour: no queue group name, no delivery allowed, no
+    /// capacity, or a zero ack wait.
+    pub fn validate(&self) -> Result<(), BusError> {
+        let invalid = |why: &str| {
+            Err(BusError::InvalidOptions(format!(
+                "queue group {:?}: {why}",
+                self.queue_group
+            )))
+        };
+        if self.queue_group.is_empty() {
+            return invalid("the queue group name is empty");
+        }
+        if self.max_deliver == 0 {
+            return invalid("max_deliver must be at least 1");
+        }
+        if self.max_in_flight == 0 {
+            return invalid("max_in_flight must be at least 1");
+        }
+        if self.ack_wait.is_zero() {
+            return invalid("ack_wait must be more than zero");
+        }
+        Ok(())
+    }
 }
 
 /// Publishes typed events.
@@ -91,6 +143,19 @@ pub trait Publisher: Send + Sync {
     fn publish(
         &self,
         event: &Event,
+        publish_id: Option<&str>,
+    ) -> impl Future<Output = Result<PublishAck, BusError>> + Send;
+}
+
+/// Publishes bytes as they are, on any subject: how tests and tools put a malformed payload
+/// (a poison message) on the bus. Services publish typed events through [`Publisher`].
+pub trait RawPublisher: Send + Sync {
+    /// Publishes `payload` on `subject` (one of the four subject names, or any other), with
+    /// the same duplicate-window rule as [`Publisher::publish`].
+    fn publish_raw(
+        &self,
+        subject: &str,
+        payload: bytes::Bytes,
         publish_id: Option<&str>,
     ) -> impl Future<Output = Result<PublishAck, BusError>> + Send;
 }

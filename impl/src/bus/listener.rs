@@ -1,0 +1,185 @@
+//! The member runtime: one queue-group member that pulls deliveries, decodes them, and hands
+//! events to a [`Handler`], on any [`Bus`].
+//!
+//! What it guarantees:
+//! - It pulls only while fewer than `max_in_flight` handlers run (and the bus itself never lets
+//!   the member hold more than `max_in_flight` unsettled deliveries).
+//! - A payload that does not decode as its subject's event is terminated with its reason
+//!   (logged, and dead-lettered by the bus): never redelivered, never given to the handler.
+//! - The handler settles each delivery itself (ack, nak with a delay, or term): the runtime
+//!   never acknowledges on its behalf, so "ack only after the write is durable" is the
+//!   handler's to keep.
+//! - On shutdown it stops pulling, waits for the running handlers to finish (and settle), and
+//!   then leaves the group. Nothing acknowledged is lost; anything left unsettled (a handler
+//!   that did not settle, or panicked) is redelivered by the bus.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Bus, BusError, Delivery, ListenerOptions, MessageHandle, Subscription};
+use crate::events::Event;
+
+/// What a queue group does with its events.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one decoded event and settles its delivery through `message` (ack when the
+    /// effect is durable, nak to see it again later, term to give up on it).
+    fn handle<M: MessageHandle>(
+        &self,
+        event: Event,
+        message: &M,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// What one member did, counted, when it stops.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemberReport {
+    /// Events handed to the handler.
+    pub handled: u64,
+    /// Deliveries terminated because their payload did not decode.
+    pub malformed: u64,
+    /// Handlers that panicked (their deliveries, unsettled, come back after the ack wait).
+    pub handler_panics: u64,
+    /// Errors the subscription reported (the bus keeps retrying).
+    pub bus_errors: u64,
+}
+
+/// One member of a queue group, joined and ready to [`Member::run`].
+pub struct Member<S> {
+    subscription: S,
+    options: ListenerOptions,
+}
+
+impl<S> std::fmt::Debug for Member<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("queue_group", &self.options.queue_group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Joins `options.queue_group` as one more member (creating the group's durable subscription
+/// if needed). Separate from [`Member::run`] so a service fails at start, not later, when the
+/// bus cannot be joined.
+pub async fn join<B: Bus>(
+    bus: &B,
+    options: &ListenerOptions,
+) -> Result<Member<B::Subscription>, BusError> {
+    let subscription = bus.subscribe(options).await?;
+    Ok(Member {
+        subscription,
+        options: options.clone(),
+    })
+}
+
+/// [`join`], then [`Member::run`] until `shutdown`.
+pub async fn run_member<B: Bus, H: Handler>(
+    bus: &B,
+    options: &ListenerOptions,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) -> Result<MemberReport, BusError> {
+    Ok(join(bus, options).await?.run(handler, shutdown).await)
+}
+
+/// Pause after a subscription error before pulling again (the bus retries on its own; this
+/// only keeps a failing bus from spinning the loop).
+const ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+impl<S: Subscription> Member<S> {
+    /// Pulls and handles deliveries until `shutdown` is cancelled (or the subscription
+    /// closes), then lets the running handlers finish, leaves the group, and reports.
+    pub async fn run<H: Handler>(
+        self,
+        handler: Arc<H>,
+        shutdown: CancellationToken,
+    ) -> MemberReport {
+        let Member {
+            mut subscription,
+            options,
+        } = self;
+        let limit = options.max_in_flight.max(1);
+        let mut handlers = JoinSet::new();
+        let mut report = MemberReport::default();
+        loop {
+            while let Some(done) = handlers.try_join_next() {
+                count_panic(&mut report, &options, done);
+            }
+            if handlers.len() >= limit {
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break,
+                    Some(done) = handlers.join_next() => count_panic(&mut report, &options, done),
+                }
+                continue;
+            }
+            let next = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                next = subscription.next() => next,
+            };
+            match next {
+                None => break,
+                Some(Err(error)) => {
+                    report.bus_errors += 1;
+                    tracing::warn!(queue_group = %options.queue_group, "subscription error: {error}");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(ERROR_PAUSE) => {}
+                    }
+                }
+                Some(Ok(delivery)) => match Event::decode(delivery.subject(), delivery.payload()) {
+                    Ok(event) => {
+                        report.handled += 1;
+                        let handler = Arc::clone(&handler);
+                        handlers.spawn(async move { handler.handle(event, &delivery).await });
+                    }
+                    Err(error) => {
+                        report.malformed += 1;
+                        terminate_malformed(&options, &delivery, &error.to_string()).await;
+                    }
+                },
+            }
+        }
+        // Stop pulling (done: the loop is left), let the running handlers settle, then leave.
+        while let Some(done) = handlers.join_next().await {
+            count_panic(&mut report, &options, done);
+        }
+        drop(subscription);
+        report
+    }
+}
+
+fn count_panic(
+    report: &mut MemberReport,
+    options: &ListenerOptions,
+    done: Result<(), tokio::task::JoinError>,
+) {
+    if let Err(error) = done {
+        report.handler_panics += 1;
+        tracing::error!(
+            queue_group = %options.queue_group,
+            "a handler failed ({error}); its delivery is redelivered after the ack wait"
+        );
+    }
+}
+
+async fn terminate_malformed<D: Delivery>(options: &ListenerOptions, delivery: &D, error: &str) {
+    let reason = format!("malformed event: {error}");
+    tracing::warn!(
+        queue_group = %options.queue_group,
+        subject = delivery.subject(),
+        stream_seq = delivery.stream_seq(),
+        "terminating a delivery that does not decode: {reason}"
+    );
+    if let Err(error) = delivery.term(&reason).await {
+        tracing::warn!(
+            queue_group = %options.queue_group,
+            stream_seq = delivery.stream_seq(),
+            "could not terminate a malformed delivery ({error}); the bus redelivers it"
+        );
+    }
+}
