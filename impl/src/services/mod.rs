@@ -1,0 +1,169 @@
+//! The two services of SPEC.md section 1, the relays that publish their outboxes, sessions, and
+//! the assembly that serves both behind one address.
+//!
+//! Every route and every listener is a plain async function over the store and bus traits (a
+//! *domain operation*), so the harness can call it directly and step it one store or broker
+//! call at a time; the axum handlers in [`http`] only extract, call, and encode. The invariant
+//! the domain operations keep: a request or delivery either completes every write it decided
+//! on, or stops at a fail point as a crash would, never half-publishing an outboxed event.
+//!
+//! - [`tickets`], [`orders`]: each service's context, its HTTP operations and its listeners.
+//! - [`error`]: [`ApiError`], the one error type of the HTTP operations, and [`ListenerError`].
+//! - [`auth`]: JWT sessions.
+//! - [`http`]: the router, the error shape, body extraction.
+//! - [`outcome`]: what a listener decided about a delivery.
+//! - [`relay`]: the outbox relay.
+//! - [`app`]: starting both services, their queue-group members and relays, on any backends.
+//! - [`failpoints`]: the names of the crash points.
+//! - [`fakes`]: recording stand-ins for the broker, to drive listeners and relays directly.
+
+use std::time::Duration;
+
+use crate::variant::Variant;
+
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod failpoints;
+pub mod fakes;
+pub mod http;
+pub mod orders;
+pub mod outcome;
+pub mod relay;
+pub mod tickets;
+
+pub use error::{ApiError, FieldError, ListenerError};
+pub use outcome::Outcome;
+
+use crate::bus::{BusError, Publisher};
+use crate::events::Event;
+
+/// A fail point stopped an operation (converted into each caller's error type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Crashed(pub(crate) &'static str);
+
+impl From<Crashed> for ApiError {
+    fn from(crashed: Crashed) -> Self {
+        ApiError::Crashed(crashed.0)
+    }
+}
+
+impl From<Crashed> for ListenerError {
+    fn from(crashed: Crashed) -> Self {
+        ListenerError::Crashed(crashed.0)
+    }
+}
+
+/// The no-outbox path's publish, after the record is saved: the "after-save-before-publish"
+/// crash point, then a publish without a publish id (the course had none).
+pub(crate) async fn publish_after_save<P, E>(publisher: &P, event: &Event) -> Result<(), E>
+where
+    P: Publisher,
+    E: From<BusError> + From<Crashed>,
+{
+    fail::fail_point!(failpoints::AFTER_SAVE_BEFORE_PUBLISH, |_| Err(Crashed(
+        failpoints::AFTER_SAVE_BEFORE_PUBLISH
+    )
+    .into()));
+    publisher.publish(event, None).await?;
+    Ok(())
+}
+
+/// A delay that doubles with each delivery of the same event, up to a cap.
+///
+/// Used for naks that mean "not yet" (a version gap, a backend failure): the event comes back
+/// later and later, so a gap that never closes costs little, while one that closes quickly is
+/// applied quickly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The delay after the first delivery.
+    pub initial: Duration,
+    /// The largest delay.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The default for gaps: 100 ms, doubling, at most 30 s.
+    pub const GAP: Backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(30),
+    };
+
+    /// The delay before redelivering an event delivered `delivery_count` times (1 for the
+    /// first delivery).
+    pub fn delay(self, delivery_count: u32) -> Duration {
+        let doublings = delivery_count.saturating_sub(1).min(31);
+        self.initial
+            .checked_mul(1u32 << doublings)
+            .map_or(self.max, |delay| delay.min(self.max))
+    }
+
+    /// The redelivery horizon: how long after its first delivery an event that keeps finding
+    /// a gap is still redelivered before `max_deliver` dead-letters it (the sum of the delays
+    /// after deliveries 1 to `max_deliver - 1`). A gap closed within the horizon never
+    /// dead-letters; with the defaults (100 ms doubling to 30 s, 10 deliveries) it is 51.1 s,
+    /// not counting processing time and ack-wait expiries.
+    pub fn horizon(self, max_deliver: u32) -> Duration {
+        (1..max_deliver).map(|count| self.delay(count)).sum()
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::GAP
+    }
+}
+
+/// What both services are configured with.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Which design elements are on (SPEC.md section 2); consulted only through its questions.
+    pub variant: Variant,
+    /// How long a new order holds its ticket (15 minutes by default, as in the course).
+    pub order_expiry: Duration,
+    /// How a listener that finds a gap (or a failing backend) delays the redelivery.
+    pub gap_backoff: Backoff,
+    /// How many times one request or delivery re-reads after a version conflict before it
+    /// gives up (a bound on a loop, not a tuning knob: conflicts end when writers do).
+    pub conflict_attempts: u32,
+}
+
+impl ServiceConfig {
+    /// The defaults for `variant`.
+    pub fn new(variant: Variant) -> Self {
+        Self {
+            variant,
+            order_expiry: Duration::from_secs(15 * 60),
+            gap_backoff: Backoff::GAP,
+            conflict_attempts: 100,
+        }
+    }
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self::new(Variant::Reference)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gap_backoff_doubles_up_to_its_cap() {
+        let backoff = Backoff::GAP;
+        assert_eq!(backoff.delay(1), Duration::from_millis(100));
+        assert_eq!(backoff.delay(2), Duration::from_millis(200));
+        assert_eq!(backoff.delay(9), Duration::from_millis(25_600));
+        assert_eq!(backoff.delay(10), Duration::from_secs(30));
+        assert_eq!(backoff.delay(u32::MAX), Duration::from_secs(30));
+        assert_eq!(backoff.delay(0), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn the_default_redelivery_horizon_is_documented_correctly() {
+        assert_eq!(Backoff::GAP.horizon(10), Duration::from_millis(51_100));
+        assert_eq!(Backoff::GAP.horizon(1), Duration::ZERO);
+    }
+}

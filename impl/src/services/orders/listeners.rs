@@ -1,0 +1,167 @@
+//! The orders service's listeners (queue group `orders-service`): `ticket:created` builds the
+//! replica with the event's id and version; `ticket:updated` brings it to the event's version.
+//!
+//! The reference applies `ticket:updated` only to the replica at exactly `version - 1`
+//! (update-if-current then stores `version`, the event's), acknowledges an event whose version
+//! is already applied, and waits on a gap (nak with a delay growing with the delivery count).
+//! The course's listener (`course-listener`, `course`) looks the replica up by event
+//! (`findByEvent`) and treats "not found" as an error; `naive-version` applies whatever
+//! arrives and counts its own saves.
+//!
+//! These are plain async functions: one store or broker call per await, no task spawned, no
+//! timer, so the harness can step them.
+
+use crate::bus::MessageHandle;
+use crate::events::{TicketCreated, TicketUpdated};
+use crate::records::TicketReplica;
+use crate::services::orders::OrdersService;
+use crate::services::outcome::Settle;
+use crate::services::{ListenerError, Outcome};
+use crate::store::{StoreError, VersionedStore};
+
+/// `ticket:created`: insert the replica at the event's version.
+pub async fn on_ticket_created<S, P, H>(
+    service: &OrdersService<S, P>,
+    event: &TicketCreated,
+    message: &H,
+) -> Result<Outcome, ListenerError>
+where
+    S: VersionedStore<TicketReplica>,
+    H: MessageHandle,
+{
+    let config = &service.config;
+    let settle = Settle::begin(message, config).await?;
+    let replica = TicketReplica {
+        id: event.id,
+        title: event.title.clone(),
+        price: event.price,
+        version: event.version,
+    };
+    match service.store.insert(replica, None).await {
+        Ok(_) => settle.applied().await,
+        // The replica exists: this creation was applied before (the primary creates a ticket
+        // once, at one id).
+        Err(StoreError::Duplicate { .. }) if config.variant.acks_duplicates() => {
+            settle.already_applied().await
+        }
+        Err(StoreError::Duplicate { .. }) => settle.fail("duplicate ticket").await,
+        Err(error) => {
+            let delay = config.gap_backoff.delay(settle.delivery_count());
+            settle.backend_failed(error, delay).await
+        }
+    }
+}
+
+/// What to do with a `ticket:updated`, given the replica as read.
+enum Decision {
+    /// Save this replica (read at its stored version) with the event's title and price.
+    Apply(TicketReplica),
+    AlreadyApplied,
+    Wait,
+    Fail(&'static str),
+}
+
+/// One read, then the decision, per the variant.
+async fn read_and_decide<S, P>(
+    service: &OrdersService<S, P>,
+    event: &TicketUpdated,
+) -> Result<Decision, StoreError>
+where
+    S: VersionedStore<TicketReplica>,
+{
+    let variant = service.config.variant;
+    let store = &service.store;
+    if !variant.checks_version() {
+        // naive-version: whatever arrives is applied to whatever is stored.
+        return Ok(match store.find_by_id(event.id).await? {
+            Some(replica) => Decision::Apply(replica),
+            None => Decision::Fail("Ticket not found"),
+        });
+    }
+    if !variant.acks_duplicates() {
+        // The course's listener: `findByEvent`, and "Ticket not found" is an error.
+        return Ok(match store.find_by_event(event.id, event.version).await? {
+            Some(replica) => Decision::Apply(replica),
+            None => Decision::Fail("Ticket not found"),
+        });
+    }
+    Ok(match store.find_by_id(event.id).await? {
+        Some(replica) if replica.version >= event.version => Decision::AlreadyApplied,
+        Some(replica) if replica.version + 1 == event.version => Decision::Apply(replica),
+        // Missing, or an older version: events before this one are still on their way.
+        _ => Decision::Wait,
+    })
+}
+
+/// `ticket:updated`: bring the replica to the event's title, price and version.
+pub async fn on_ticket_updated<S, P, H>(
+    service: &OrdersService<S, P>,
+    event: &TicketUpdated,
+    message: &H,
+) -> Result<Outcome, ListenerError>
+where
+    S: VersionedStore<TicketReplica>,
+    H: MessageHandle,
+{
+    let config = &service.config;
+    let settle = Settle::begin(message, config).await?;
+    let attempts = config.conflict_attempts.max(1);
+    for _ in 0..attempts {
+        let replica = match read_and_decide(service, event).await {
+            Ok(Decision::Apply(replica)) => replica,
+            Ok(Decision::AlreadyApplied) => return settle.already_applied().await,
+            Ok(Decision::Wait) => {
+                let delay = config.gap_backoff.delay(settle.delivery_count());
+                return settle.wait(delay).await;
+            }
+            Ok(Decision::Fail(reason)) => return settle.fail(reason).await,
+            Err(error) => {
+                let delay = config.gap_backoff.delay(settle.delivery_count());
+                return settle.backend_failed(error, delay).await;
+            }
+        };
+        let updated = TicketReplica {
+            title: event.title.clone(),
+            price: event.price,
+            ..replica
+        };
+        match service.store.save(updated, None).await {
+            Ok(_) => return settle.applied().await,
+            Err(error) if error.is_conflict() => {
+                if config.variant.rereads_on_conflict() {
+                    continue;
+                }
+                return settle.fail("version conflict").await;
+            }
+            Err(error) => {
+                let delay = config.gap_backoff.delay(settle.delivery_count());
+                return settle.backend_failed(error, delay).await;
+            }
+        }
+    }
+    settle.too_many_conflicts(attempts)
+}
+
+/// Routes an event delivered to `orders-service` to its listener. An event on a subject the
+/// group does not listen on is terminated (it cannot become applicable by waiting).
+pub async fn handle<S, P, H>(
+    service: &OrdersService<S, P>,
+    event: &crate::events::Event,
+    message: &H,
+) -> Result<Outcome, ListenerError>
+where
+    S: VersionedStore<TicketReplica>,
+    H: MessageHandle,
+{
+    use crate::events::Event;
+    match event {
+        Event::TicketCreated(created) => on_ticket_created(service, created, message).await,
+        Event::TicketUpdated(updated) => on_ticket_updated(service, updated, message).await,
+        other => {
+            let reason = "not a subject of queue group orders-service";
+            tracing::warn!(subject = %other.subject(), "{reason}");
+            message.term(reason).await?;
+            Ok(Outcome::Terminated { reason })
+        }
+    }
+}

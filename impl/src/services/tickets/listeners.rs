@@ -1,0 +1,191 @@
+//! The tickets service's listeners (queue group `tickets-service`): `order:created` reserves
+//! a ticket (sets `order_id`), `order:cancelled` releases it (clears `order_id`), each with
+//! version + 1 and, when reservations are published, a `ticket:updated`.
+//!
+//! The reference applies a ticket's order events in the orders service's order: only the event
+//! whose `reservation` is exactly the ticket's `reservation + 1`; a number already applied is
+//! acknowledged, a gap waits (nak with a delay growing with the delivery count). The course's
+//! listeners (`unordered-order-events`, `course`) set or clear `order_id` whatever arrives.
+//!
+//! These are plain async functions: one store or broker call per await, no task spawned, no
+//! timer, so the harness can step them.
+
+use crate::bus::{MessageHandle, Publisher};
+use crate::events::{OrderCancelled, OrderCreated};
+use crate::id::Id;
+use crate::records::{Reservation, Ticket};
+use crate::services::outcome::Settle;
+use crate::services::tickets::{TicketsService, updated_event};
+use crate::services::{ListenerError, Outcome, publish_after_save};
+use crate::store::VersionedStore;
+
+/// `order:created`: the ticket is reserved by the order.
+pub async fn on_order_created<S, P, H>(
+    service: &TicketsService<S, P>,
+    event: &OrderCreated,
+    message: &H,
+) -> Result<Outcome, ListenerError>
+where
+    S: VersionedStore<Ticket>,
+    P: Publisher,
+    H: MessageHandle,
+{
+    apply_reservation_change(
+        service,
+        event.ticket.id,
+        event.reservation,
+        Some(event.id),
+        message,
+    )
+    .await
+}
+
+/// `order:cancelled`: the ticket is released.
+pub async fn on_order_cancelled<S, P, H>(
+    service: &TicketsService<S, P>,
+    event: &OrderCancelled,
+    message: &H,
+) -> Result<Outcome, ListenerError>
+where
+    S: VersionedStore<Ticket>,
+    P: Publisher,
+    H: MessageHandle,
+{
+    apply_reservation_change(service, event.ticket.id, event.reservation, None, message).await
+}
+
+/// What to do with a reservation change, given the ticket as read.
+enum Decision {
+    Apply(Ticket),
+    AlreadyApplied,
+    Wait,
+    Fail(&'static str),
+}
+
+fn decide(
+    orders_order_events: bool,
+    acks_duplicates: bool,
+    ticket: Option<Ticket>,
+    reservation: Reservation,
+) -> Decision {
+    let Some(ticket) = ticket else {
+        // Unreachable in a running system (an order needs a replica, a replica its primary);
+        // decided as the model decides it.
+        return if orders_order_events && acks_duplicates {
+            Decision::Wait
+        } else {
+            Decision::Fail("Ticket not found")
+        };
+    };
+    if !orders_order_events {
+        return Decision::Apply(ticket);
+    }
+    if ticket.reservation + 1 == reservation {
+        Decision::Apply(ticket)
+    } else if !acks_duplicates {
+        // The course's listener: anything but the next change is "not found", an error.
+        Decision::Fail("reservation change not found")
+    } else if ticket.reservation >= reservation {
+        Decision::AlreadyApplied
+    } else {
+        Decision::Wait
+    }
+}
+
+async fn apply_reservation_change<S, P, H>(
+    service: &TicketsService<S, P>,
+    ticket_id: Id,
+    reservation: Reservation,
+    order_id: Option<Id>,
+    message: &H,
+) -> Result<Outcome, ListenerError>
+where
+    S: VersionedStore<Ticket>,
+    P: Publisher,
+    H: MessageHandle,
+{
+    let config = &service.config;
+    let variant = config.variant;
+    let settle = Settle::begin(message, config).await?;
+    let attempts = config.conflict_attempts.max(1);
+    for _ in 0..attempts {
+        let found = match service.store.find_by_id(ticket_id).await {
+            Ok(found) => found,
+            Err(error) => {
+                let delay = config.gap_backoff.delay(settle.delivery_count());
+                return settle.backend_failed(error, delay).await;
+            }
+        };
+        let ticket = match decide(
+            variant.orders_order_events(),
+            variant.acks_duplicates(),
+            found,
+            reservation,
+        ) {
+            Decision::Apply(ticket) => ticket,
+            Decision::AlreadyApplied => return settle.already_applied().await,
+            Decision::Wait => {
+                let delay = config.gap_backoff.delay(settle.delivery_count());
+                return settle.wait(delay).await;
+            }
+            Decision::Fail(reason) => return settle.fail(reason).await,
+        };
+        let changed = Ticket {
+            order_id,
+            reservation: if variant.orders_order_events() {
+                reservation
+            } else {
+                ticket.reservation
+            },
+            ..ticket
+        };
+        let event = variant
+            .publishes_reservations()
+            .then(|| updated_event(&changed));
+        let outboxed = event.clone().filter(|_| variant.uses_outbox());
+        match service.store.save(changed, outboxed).await {
+            Ok(_) => {
+                if let Some(event) = event.filter(|_| !variant.uses_outbox()) {
+                    publish_after_save::<P, ListenerError>(&service.publisher, &event).await?;
+                }
+                return settle.applied().await;
+            }
+            Err(error) if error.is_conflict() => {
+                if variant.rereads_on_conflict() {
+                    continue;
+                }
+                return settle.fail("version conflict").await;
+            }
+            Err(error) => {
+                let delay = config.gap_backoff.delay(settle.delivery_count());
+                return settle.backend_failed(error, delay).await;
+            }
+        }
+    }
+    settle.too_many_conflicts(attempts)
+}
+
+/// Routes an event delivered to `tickets-service` to its listener. An event on a subject the
+/// group does not listen on is terminated (it cannot become applicable by waiting).
+pub async fn handle<S, P, H>(
+    service: &TicketsService<S, P>,
+    event: &crate::events::Event,
+    message: &H,
+) -> Result<Outcome, ListenerError>
+where
+    S: VersionedStore<Ticket>,
+    P: Publisher,
+    H: MessageHandle,
+{
+    use crate::events::Event;
+    match event {
+        Event::OrderCreated(created) => on_order_created(service, created, message).await,
+        Event::OrderCancelled(cancelled) => on_order_cancelled(service, cancelled, message).await,
+        other => {
+            let reason = "not a subject of queue group tickets-service";
+            tracing::warn!(subject = %other.subject(), "{reason}");
+            message.term(reason).await?;
+            Ok(Outcome::Terminated { reason })
+        }
+    }
+}
