@@ -1,0 +1,44 @@
+//! # The ticketing system, as a stateright model
+//!
+//! This crate is the specification. It models the system of `SPEC.md`: a tickets service and
+//! an orders service, each a queue group of members sharing one versioned store; clients
+//! issuing the HTTP operations from a bounded budget; a broker with per-group pending,
+//! in-flight, acknowledged and dead-lettered messages; crashes and spurious ack-wait expiries
+//! drawn from budgets. The model checker explores every interleaving and checks the eight
+//! properties of `SPEC.md` section 3 on every reachable state.
+//!
+//! It deliberately does not depend on the `ticketing` crate: a specification must not inherit
+//! the implementation's bugs. The `harness` crate depends on both and maps one onto the other.
+//!
+//! # Reading the model
+//!
+//! - [`config`]: the bounds (tickets, members, budgets) and the [`Variant`] checked.
+//! - [`state`]: the state: stores, outboxes, broker, members, budgets, and the ghost
+//!   variables only properties read. Small fixed arrays of `u8`, so a state is cheap to copy
+//!   and hash.
+//! - [`system`]: the transitions. [`system::TicketingModel`] implements stateright's `Model`:
+//!   `actions` lists what is enabled, `next_state` is one `match`. One step is one store or
+//!   broker operation of the implementation (a listener's read and its save are separate
+//!   steps), except where merging is sound and documented.
+//! - [`properties`]: the eight properties, and which ones each variant must violate.
+//! - [`symmetry`]: the representative of a state under permutations of interchangeable
+//!   members and tickets.
+//! - [`rank`]: a ranking function that strictly decreases on every step: the state graph is
+//!   acyclic, so every maximal path ends in a quiescent state.
+//! - [`trace`]: counterexamples as readable numbered traces and as JSON for the harness.
+//! - [`svg`]: a drawing of a state for stateright's explorer.
+//! - [`run`]: running the checker (strategies, threads, progress, verdicts).
+
+pub mod config;
+pub mod properties;
+pub mod rank;
+pub mod run;
+pub mod state;
+pub mod svg;
+pub mod symmetry;
+pub mod system;
+pub mod trace;
+
+pub use config::{Config, Variant};
+pub use state::State;
+pub use system::{Action, TicketingModel};

@@ -1,0 +1,489 @@
+//! The model's state: both services' stores and outboxes, the broker, the members of both
+//! queue groups, what the clients and the adversary have left, and ghost variables.
+//!
+//! Everything is a small fixed-size array of `u8`-sized values: a state is copied with one
+//! `memcpy`, never allocates, and hashes only its live prefix. Tickets, orders and messages are
+//! named by their index, in creation order (ticket 0 is the first ticket created, message 0
+//! the first event published), which is also how the harness names the implementation's
+//! records and stream sequence numbers.
+//!
+//! Prices are abstract: a ticket is created at price 0 and each edit adds 1, so a price names
+//! the edit that set it. Titles change together with prices in every event and every write,
+//! so one field stands for both.
+
+use std::hash::{Hash, Hasher};
+
+use serde::{Deserialize, Serialize};
+
+/// Most tickets a run can create.
+pub const MAX_TICKETS: usize = 3;
+/// Most members per queue group.
+pub const MAX_MEMBERS: usize = 3;
+/// Most orders a run can place.
+pub const MAX_ORDERS: usize = 4;
+/// Most messages a run can publish.
+pub const MAX_MESSAGES: usize = 40;
+/// Most events waiting in one service's outbox.
+pub const MAX_OUTBOX: usize = 12;
+/// Most versions of one ticket.
+pub const MAX_VERSIONS: usize = 16;
+
+/// Index of a ticket (creation order).
+pub type TicketIx = u8;
+/// Index of an order (creation order).
+pub type OrderIx = u8;
+/// Index of a message in the stream (publish order; stream sequence number - 1).
+pub type MessageIx = u8;
+/// An abstract price: the number of edits that led to it.
+pub type Price = u8;
+/// A record version.
+pub type Version = u8;
+/// A ticket's reservation-change number (SPEC.md section 1).
+pub type Reservation = u8;
+
+/// A fixed-capacity list: the first `len` items are live, the rest are default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Slots<T, const N: usize> {
+    len: u8,
+    items: [T; N],
+}
+
+impl<T: Copy + Default, const N: usize> Default for Slots<T, N> {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            items: [T::default(); N],
+        }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> Slots<T, N> {
+    /// The live items.
+    pub fn as_slice(&self) -> &[T] {
+        &self.items[..usize::from(self.len)]
+    }
+
+    /// The live items, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.items[..usize::from(self.len)]
+    }
+
+    /// Number of live items.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// No live items.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The item at `index`, if live.
+    pub fn get(&self, index: usize) -> Option<&T> {
+        self.as_slice().get(index)
+    }
+
+    /// Appends `item`. The configuration's bounds guarantee room (`Config::validate`); running
+    /// out is a bug in the model, so it panics.
+    pub fn push(&mut self, item: T) {
+        assert!(
+            self.len() < N,
+            "model capacity exceeded ({N}); see Config::validate"
+        );
+        self.items[self.len()] = item;
+        self.len += 1;
+    }
+
+    /// Removes the item at `index`, keeping the order of the rest.
+    pub fn remove(&mut self, index: usize) -> T {
+        let live = self.len();
+        assert!(index < live);
+        let item = self.items[index];
+        self.items.copy_within(index + 1..live, index);
+        self.items[live - 1] = T::default();
+        self.len -= 1;
+        item
+    }
+}
+
+impl<T: Hash + Copy + Default, const N: usize> Hash for Slots<T, N> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The dead tail is always default, so hashing the live prefix is consistent with `Eq`.
+        self.len.hash(state);
+        for item in self.as_slice() {
+            item.hash(state);
+        }
+    }
+}
+
+impl<T: Serialize + Copy + Default, const N: usize> Serialize for Slots<T, N> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.as_slice().serialize(serializer)
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Copy + Default, const N: usize> Deserialize<'de> for Slots<T, N> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items = Vec::<T>::deserialize(deserializer)?;
+        if items.len() > N {
+            return Err(serde::de::Error::custom(format!(
+                "{} items, at most {N} allowed",
+                items.len()
+            )));
+        }
+        let mut slots = Self::default();
+        for item in items {
+            slots.push(item);
+        }
+        Ok(slots)
+    }
+}
+
+/// An event, as the model needs it. Title and user are abstracted away (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "subject")]
+pub enum Event {
+    /// `ticket:created` (version 0).
+    #[serde(rename = "ticket:created")]
+    TicketCreated {
+        /// The ticket.
+        ticket: TicketIx,
+        /// Its price.
+        price: Price,
+    },
+    /// `ticket:updated`.
+    #[serde(rename = "ticket:updated")]
+    TicketUpdated {
+        /// The ticket.
+        ticket: TicketIx,
+        /// The version it brings the ticket to.
+        version: Version,
+        /// Price at that version.
+        price: Price,
+        /// The order holding the ticket at that version.
+        order: Option<OrderIx>,
+    },
+    /// `order:created` (version 0).
+    #[serde(rename = "order:created")]
+    OrderCreated {
+        /// The order.
+        order: OrderIx,
+        /// Its ticket.
+        ticket: TicketIx,
+        /// The ticket's reservation-change number.
+        reservation: Reservation,
+    },
+    /// `order:cancelled` (version 1).
+    #[serde(rename = "order:cancelled")]
+    OrderCancelled {
+        /// The order.
+        order: OrderIx,
+        /// Its ticket.
+        ticket: TicketIx,
+        /// The ticket's reservation-change number.
+        reservation: Reservation,
+    },
+}
+
+impl Default for Event {
+    fn default() -> Self {
+        Event::TicketCreated {
+            ticket: 0,
+            price: 0,
+        }
+    }
+}
+
+impl Event {
+    /// The queue group that listens on this event's subject.
+    pub const fn group(self) -> Group {
+        match self {
+            Event::TicketCreated { .. } | Event::TicketUpdated { .. } => Group::Orders,
+            Event::OrderCreated { .. } | Event::OrderCancelled { .. } => Group::Tickets,
+        }
+    }
+
+    /// The ticket the event is about (directly or through its order).
+    pub const fn ticket(self) -> TicketIx {
+        match self {
+            Event::TicketCreated { ticket, .. }
+            | Event::TicketUpdated { ticket, .. }
+            | Event::OrderCreated { ticket, .. }
+            | Event::OrderCancelled { ticket, .. } => ticket,
+        }
+    }
+
+    /// The subject's name.
+    pub const fn subject(self) -> &'static str {
+        match self {
+            Event::TicketCreated { .. } => "ticket:created",
+            Event::TicketUpdated { .. } => "ticket:updated",
+            Event::OrderCreated { .. } => "order:created",
+            Event::OrderCancelled { .. } => "order:cancelled",
+        }
+    }
+}
+
+/// One of the two queue groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Group {
+    /// `orders-service`: listens on `ticket:created` and `ticket:updated`.
+    #[serde(rename = "orders-service")]
+    Orders,
+    /// `tickets-service`: listens on `order:created` and `order:cancelled`.
+    #[serde(rename = "tickets-service")]
+    Tickets,
+}
+
+impl Group {
+    /// Both groups.
+    pub const ALL: [Group; 2] = [Group::Orders, Group::Tickets];
+
+    /// The queue group's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Group::Orders => "orders-service",
+            Group::Tickets => "tickets-service",
+        }
+    }
+}
+
+/// One of the two services (for the outbox and HTTP steps).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Service {
+    /// The tickets service (primary of tickets).
+    Tickets,
+    /// The orders service (primary of orders, replica of tickets).
+    Orders,
+}
+
+impl Service {
+    /// Both services.
+    pub const ALL: [Service; 2] = [Service::Tickets, Service::Orders];
+
+    /// The service's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Service::Tickets => "tickets",
+            Service::Orders => "orders",
+        }
+    }
+}
+
+/// Where a message stands in its queue group's durable subscription.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Waiting to be delivered (again).
+    #[default]
+    Pending,
+    /// Delivered, not yet acknowledged.
+    InFlight,
+    /// Acknowledged: never delivered again.
+    Acked,
+    /// Delivered `max_deliver` times without an acknowledgement: given up.
+    Dead,
+}
+
+/// A message in the stream, with its consumer state in the group that listens on it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct Message {
+    /// The event.
+    pub event: Event,
+    /// Its consumer state.
+    pub status: Status,
+    /// Deliveries so far.
+    pub deliveries: u8,
+}
+
+/// A ticket in the tickets service's store.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct Ticket {
+    /// Its version.
+    pub version: Version,
+    /// Its price.
+    pub price: Price,
+    /// The order holding it.
+    pub order: Option<OrderIx>,
+    /// The last reservation change applied.
+    pub reservation: Reservation,
+}
+
+/// A ticket replica in the orders service's store.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct Replica {
+    /// The version of the last event applied.
+    pub version: Version,
+    /// Its price.
+    pub price: Price,
+}
+
+/// An order's status (only the two the services move between).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrderStatus {
+    /// Holding its ticket.
+    #[default]
+    Created,
+    /// Released.
+    Cancelled,
+}
+
+/// An order in the orders service's store.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct Order {
+    /// The ticket it reserves.
+    pub ticket: TicketIx,
+    /// Its status.
+    pub status: OrderStatus,
+    /// Its version.
+    pub version: Version,
+}
+
+/// What a busy member does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "next")]
+pub enum Step {
+    /// Read the store and decide (only after acknowledging first, in `ack-before-save`).
+    Read,
+    /// Save the record read at `read_version` (update-if-current).
+    Save {
+        /// The version the record was read at.
+        read_version: Version,
+    },
+    /// Publish the event its save produced (no outbox).
+    Publish {
+        /// The event.
+        event: Event,
+    },
+    /// Acknowledge the delivery.
+    Ack,
+}
+
+/// A member of a queue group.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case", tag = "state")]
+pub enum Member {
+    /// Waiting for a delivery.
+    #[default]
+    Idle,
+    /// Handling a delivery.
+    Busy {
+        /// The message.
+        message: MessageIx,
+        /// Which delivery of it this is (a later delivery makes this one stale).
+        delivery: u8,
+        /// Whether it already acknowledged (`ack-before-save`).
+        acked: bool,
+        /// What it does next.
+        step: Step,
+    },
+}
+
+/// What the clients and the adversary have left.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct Budget {
+    /// Tickets still to create.
+    pub tickets: u8,
+    /// Price updates left.
+    pub updates: u8,
+    /// Orders left.
+    pub orders: u8,
+    /// Cancellations left.
+    pub cancels: u8,
+    /// Crashes left.
+    pub crashes: u8,
+    /// Spurious ack-wait expiries left.
+    pub redeliveries: u8,
+    /// Duplicate publishes left.
+    pub duplicates: u8,
+}
+
+/// Variables no process reads: the history the properties are judged against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ghost {
+    /// `price_at[t][v]`: the primary's price of ticket `t` at version `v`.
+    pub price_at: [[Price; MAX_VERSIONS]; MAX_TICKETS],
+    /// Bit `v` of `ticket_events_applied[t]`: some delivery wrote the effect of the ticket
+    /// event bringing `t` to version `v`.
+    pub ticket_events_applied: [u16; MAX_TICKETS],
+    /// Bit `r` of `order_events_applied[t]`: some delivery wrote the effect of `t`'s order
+    /// event with reservation number `r`.
+    pub order_events_applied: [u16; MAX_TICKETS],
+    /// Some write lowered a record's version.
+    pub version_regressed: bool,
+    /// Some edit changed the price of a ticket while its `order` named an order.
+    pub reserved_price_changed: bool,
+}
+
+/// The whole system.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct State {
+    /// The tickets service's tickets (index = ticket).
+    pub tickets: Slots<Ticket, MAX_TICKETS>,
+    /// The orders service's replicas (index = ticket).
+    pub replicas: [Option<Replica>; MAX_TICKETS],
+    /// The orders service's count of reservation changes per ticket.
+    pub reservations: [Reservation; MAX_TICKETS],
+    /// The orders service's orders (index = order).
+    pub orders: Slots<Order, MAX_ORDERS>,
+    /// Events written, not yet published, per service: the durable outbox (with the outbox) or
+    /// the HTTP handlers' pending publishes (without).
+    pub outboxes: [Slots<Event, MAX_OUTBOX>; 2],
+    /// Racy reservations checked but not inserted yet (`racy-reserve`), by ticket.
+    pub reservation_requests: Slots<TicketIx, MAX_ORDERS>,
+    /// The stream, with each message's consumer state.
+    pub messages: Slots<Message, MAX_MESSAGES>,
+    /// The members of each queue group (index = [`Group`] as usize).
+    pub members: [[Member; MAX_MEMBERS]; 2],
+    /// What is left to spend.
+    pub budget: Budget,
+    /// History for the properties.
+    pub ghost: Ghost,
+}
+
+impl State {
+    /// The members of `group`.
+    pub fn group_members(&self, group: Group) -> &[Member; MAX_MEMBERS] {
+        &self.members[group as usize]
+    }
+
+    /// The outbox of `service`.
+    pub fn outbox(&self, service: Service) -> &Slots<Event, MAX_OUTBOX> {
+        &self.outboxes[service as usize]
+    }
+
+    /// The active (not cancelled) orders on `ticket`.
+    pub fn active_orders(&self, ticket: TicketIx) -> impl Iterator<Item = OrderIx> + '_ {
+        self.orders
+            .as_slice()
+            .iter()
+            .enumerate()
+            .filter(move |(_, order)| {
+                order.ticket == ticket && order.status == OrderStatus::Created
+            })
+            .map(|(ix, _)| ix as OrderIx)
+    }
+
+    /// The primary's price of `ticket` at `version`.
+    pub fn price_at(&self, ticket: TicketIx, version: Version) -> Price {
+        self.ghost.price_at[usize::from(ticket)][usize::from(version)]
+    }
+}

@@ -1,0 +1,190 @@
+//! A drawing of the last state of a path, for stateright's explorer: the two services' stores
+//! side by side, their outboxes and members, and the broker's messages with their status, so
+//! a person can follow a counterexample by eye.
+
+use std::fmt::Write as _;
+
+use stateright::Path;
+
+use crate::properties::Prop;
+use crate::state::{Group, Member, Service, State, Status, Step};
+use crate::system::{Action, TicketingModel};
+use crate::trace::{describe_action, describe_event};
+
+const WIDTH: i32 = 980;
+const LINE: i32 = 18;
+const COLUMN: i32 = 320;
+
+struct Canvas {
+    body: String,
+}
+
+impl Canvas {
+    fn text(&mut self, x: i32, y: i32, class: &str, text: &str) {
+        let _ = writeln!(
+            self.body,
+            r#"<text x="{x}" y="{y}" class="{class}">{}</text>"#,
+            escape(text)
+        );
+    }
+
+    fn frame(&mut self, x: i32, y: i32, height: i32, title: &str) {
+        let _ = writeln!(
+            self.body,
+            r#"<rect x="{x}" y="{y}" width="{}" height="{height}" rx="6" class="box"/>"#,
+            COLUMN - 10
+        );
+        self.text(x + 8, y + LINE, "title", title);
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn member_line(member: &Member) -> String {
+    match member {
+        Member::Idle => "idle".into(),
+        Member::Busy {
+            message,
+            delivery,
+            acked,
+            step,
+        } => {
+            let next = match step {
+                Step::Read => "read".to_string(),
+                Step::Save { read_version } => format!("save (read v{read_version})"),
+                Step::Publish { .. } => "publish".to_string(),
+                Step::Ack => "ack".to_string(),
+            };
+            format!(
+                "msg {message} (delivery {delivery}{}): next {next}",
+                if *acked { ", acked" } else { "" }
+            )
+        }
+    }
+}
+
+/// Draws the last state of `path`.
+pub fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String {
+    let pairs = path.clone().into_vec();
+    let Some((state, _)) = pairs.last() else {
+        return String::new();
+    };
+    let last_action = pairs
+        .len()
+        .checked_sub(2)
+        .and_then(|i| pairs[i].1)
+        .map(|action| describe_action(&action));
+    let mut canvas = Canvas {
+        body: String::new(),
+    };
+    let mut y = LINE;
+    canvas.text(
+        10,
+        y,
+        "title",
+        &format!(
+            "{} — step {}: {}",
+            model.config.variant,
+            pairs.len() - 1,
+            last_action.unwrap_or_else(|| "initial state".into())
+        ),
+    );
+    y += LINE;
+    let violated: Vec<&str> = Prop::ALL
+        .into_iter()
+        .filter(|prop| !prop.holds(model, state))
+        .map(Prop::name)
+        .collect();
+    if !violated.is_empty() {
+        canvas.text(10, y, "bad", &format!("violated: {}", violated.join(", ")));
+    }
+    y += LINE / 2;
+
+    // Tickets service.
+    let members = usize::from(model.config.members);
+    let mut lines = vec!["tickets (primary):".to_string()];
+    for (t, ticket) in state.tickets.as_slice().iter().enumerate() {
+        lines.push(format!(
+            "  t{t}: v{} price {} {} res {}",
+            ticket.version,
+            ticket.price,
+            ticket
+                .order
+                .map_or("free".into(), |o| format!("order o{o}")),
+            ticket.reservation
+        ));
+    }
+    push_outbox(&mut lines, state, Service::Tickets);
+    push_members(&mut lines, state, Group::Tickets, members);
+    column(&mut canvas, 10, y, "tickets service", &lines);
+
+    // Orders service.
+    let mut lines = vec!["replicas:".to_string()];
+    for t in 0..state.tickets.len() {
+        lines.push(match state.replicas[t] {
+            Some(replica) => format!("  t{t}: v{} price {}", replica.version, replica.price),
+            None => format!("  t{t}: none"),
+        });
+    }
+    lines.push("orders:".into());
+    for (o, order) in state.orders.as_slice().iter().enumerate() {
+        lines.push(format!(
+            "  o{o}: t{} {:?} v{}",
+            order.ticket, order.status, order.version
+        ));
+    }
+    push_outbox(&mut lines, state, Service::Orders);
+    push_members(&mut lines, state, Group::Orders, members);
+    column(&mut canvas, 10 + COLUMN, y, "orders service", &lines);
+
+    // Broker.
+    let mut lines = Vec::new();
+    for (index, message) in state.messages.as_slice().iter().enumerate() {
+        let status = match message.status {
+            Status::Pending => format!("pending, {} deliveries so far", message.deliveries),
+            Status::InFlight => format!("in flight (delivery {})", message.deliveries),
+            Status::Acked => "acked".to_string(),
+            Status::Dead => "DEAD-LETTERED".to_string(),
+        };
+        lines.push(format!("{index}: {}", describe_event(&message.event)));
+        lines.push(format!("    {status}"));
+    }
+    let height = column(&mut canvas, 10 + 2 * COLUMN, y, "broker (stream)", &lines);
+
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{}" font-family="monospace" font-size="12">
+<style>.box {{ fill: #f7f7f7; stroke: #888; }} .title {{ font-weight: bold; }} .bad {{ fill: #b00; font-weight: bold; }}</style>
+{}</svg>"#,
+        y + height + LINE,
+        canvas.body
+    )
+}
+
+fn push_outbox(lines: &mut Vec<String>, state: &State, service: Service) {
+    let outbox = state.outbox(service);
+    lines.push(format!("outbox ({}):", outbox.len()));
+    for event in outbox.as_slice() {
+        lines.push(format!("  {}", describe_event(event)));
+    }
+}
+
+fn push_members(lines: &mut Vec<String>, state: &State, group: Group, members: usize) {
+    lines.push(format!("{} members:", group.name()));
+    for (m, member) in state.group_members(group).iter().take(members).enumerate() {
+        lines.push(format!("  m{m}: {}", member_line(member)));
+    }
+}
+
+/// Draws a framed column of lines; returns its height.
+fn column(canvas: &mut Canvas, x: i32, y: i32, title: &str, lines: &[String]) -> i32 {
+    let height = (lines.len() as i32 + 2) * LINE;
+    canvas.frame(x, y, height, title);
+    for (i, line) in lines.iter().enumerate() {
+        canvas.text(x + 8, y + (i as i32 + 2) * LINE, "", line);
+    }
+    height
+}

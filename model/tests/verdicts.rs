@@ -1,0 +1,84 @@
+//! The checker's verdicts at the default bounds are the ones SPEC.md predicts: the reference
+//! satisfies all eight properties (and its state count is pinned, so a model change that
+//! alters the state space is noticed), and each variant violates what SPEC.md's table says,
+//! with the depth of the shortest counterexample pinned (BFS on one thread: the depth of the
+//! first state where the violation is certain). The reference is proven by DFS with symmetry
+//! reduction, whose count of state classes is deterministic.
+
+use model::config::{Config, Variant};
+use model::properties::{Prop, must_violate};
+use model::run::{Outcome, RunOptions, Strategy, check};
+
+fn check_default(variant: Variant) -> Outcome {
+    let options = RunOptions {
+        strategy: Strategy::Auto,
+        threads: 1,
+        symmetry: true,
+        ..RunOptions::default()
+    };
+    check(Config::new(variant), &options)
+}
+
+#[test]
+fn the_reference_satisfies_every_property_at_the_default_bounds() {
+    let outcome = check_default(Variant::Reference);
+    for verdict in &outcome.verdicts {
+        assert!(
+            verdict.holds(),
+            "{} violated on the reference",
+            verdict.prop.name()
+        );
+    }
+    assert!(outcome.matches_spec());
+    assert_eq!(
+        outcome.unique_states, 455_714,
+        "the reference's state space changed"
+    );
+}
+
+/// (variant, required property, depth of its shortest counterexample).
+const SHORTEST: [(Variant, Prop, usize); 13] = [
+    (Variant::NaiveVersion, Prop::PricesConverge, 7),
+    (Variant::NoReservePublish, Prop::PricesConverge, 7),
+    (Variant::EditReserved, Prop::ReservedTicketsFrozen, 7),
+    (Variant::AckBeforeSave, Prop::PricesConverge, 10),
+    (Variant::CourseListener, Prop::NothingStuck, 7),
+    (Variant::RacyReserve, Prop::SingleReservation, 8),
+    (
+        Variant::UnorderedOrderEvents,
+        Prop::ReservationsConverge,
+        10,
+    ),
+    (Variant::NoOutbox, Prop::PricesConverge, 9),
+    (Variant::ConflictNak, Prop::NothingStuck, 10),
+    (Variant::Course, Prop::SingleReservation, 8),
+    (Variant::Course, Prop::PricesConverge, 9),
+    (Variant::Course, Prop::ReservationsConverge, 9),
+    (Variant::Course, Prop::NothingStuck, 9),
+];
+
+#[test]
+fn every_variant_violates_what_spec_requires_with_its_shortest_counterexample() {
+    let mut found = Vec::new();
+    for variant in &Variant::ALL[1..] {
+        let outcome = check_default(*variant);
+        assert!(
+            outcome.matches_spec(),
+            "{variant}: {} but found {:?}",
+            must_violate(*variant).describe(),
+            outcome.violated()
+        );
+        for verdict in &outcome.verdicts {
+            if let Some(depth) = verdict.depth {
+                found.push((*variant, verdict.prop, depth));
+            }
+        }
+    }
+    for (variant, prop, depth) in SHORTEST {
+        let actual = found
+            .iter()
+            .find(|(v, p, _)| *v == variant && *p == prop)
+            .map(|(_, _, d)| *d);
+        assert_eq!(actual, Some(depth), "{variant}: {}", prop.name());
+    }
+}
