@@ -6,7 +6,6 @@
 //! them), and no other test file configures fail points.
 // These need the network crates, which the loom build leaves out (see impl/Cargo.toml).
 #![cfg(not(loom))]
-
 #![cfg(feature = "failpoints")]
 
 use ticketing::events::{Event, OrderCreated, OrderedTicket, TicketCreated};

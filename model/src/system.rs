@@ -487,31 +487,6 @@ impl TicketingModel {
             && state.active_orders(ticket).next().is_none()
     }
 
-    /// Forgets what no step will ever read again, so states that differ only there are one
-    /// state: the delivery count of a message that is acknowledged or dead, and the delivery
-    /// number of a member whose delivery is no longer the message's current one (0, which is
-    /// never a delivery number: it only says "stale").
-    fn forget_the_irrelevant(state: &mut State) {
-        for message in state.messages.as_mut_slice() {
-            if matches!(message.status, Status::Acked | Status::Dead) {
-                message.deliveries = 0;
-            }
-        }
-        for members in &mut state.members {
-            for member in members.iter_mut() {
-                if let Member::Busy {
-                    message, delivery, ..
-                } = member
-                {
-                    let current = state.messages.as_slice()[usize::from(*message)];
-                    if current.status != Status::InFlight || current.deliveries != *delivery {
-                        *delivery = 0;
-                    }
-                }
-            }
-        }
-    }
-
     /// Calls `visit` with each enabled action, in a fixed order, until it breaks.
     pub fn for_each_action(
         &self,
@@ -864,7 +839,7 @@ impl Model for TicketingModel {
                 Self::publish(&mut state, event, false);
             }
         }
-        Self::forget_the_irrelevant(&mut state);
+        state.forget_the_irrelevant();
         Some(state)
     }
 
