@@ -356,29 +356,32 @@ fn single_reservation(state: &State) -> bool {
 }
 
 fn acked_means_applied(state: &State) -> bool {
-    state.messages.as_slice().iter().all(|message| {
-        if message.status != Status::Acked {
-            return true;
-        }
-        let ghost = &state.ghost;
-        match message.event {
-            Event::TicketCreated { ticket, .. } => {
-                ghost.ticket_events_applied[usize::from(ticket)] & 1 != 0
+    acked_but_unapplied(state).is_none()
+}
+
+/// The first acknowledged message whose event's effect was never written.
+fn acked_but_unapplied(state: &State) -> Option<usize> {
+    let ghost = &state.ghost;
+    state.messages.as_slice().iter().position(|message| {
+        message.status == Status::Acked
+            && match message.event {
+                Event::TicketCreated { ticket, .. } => {
+                    ghost.ticket_events_applied[usize::from(ticket)] & 1 == 0
+                }
+                Event::TicketUpdated {
+                    ticket, version, ..
+                } => ghost.ticket_events_applied[usize::from(ticket)] & (1 << version) == 0,
+                Event::OrderCreated {
+                    ticket,
+                    reservation,
+                    ..
+                }
+                | Event::OrderCancelled {
+                    ticket,
+                    reservation,
+                    ..
+                } => ghost.order_events_applied[usize::from(ticket)] & (1 << reservation) == 0,
             }
-            Event::TicketUpdated {
-                ticket, version, ..
-            } => ghost.ticket_events_applied[usize::from(ticket)] & (1 << version) != 0,
-            Event::OrderCreated {
-                ticket,
-                reservation,
-                ..
-            }
-            | Event::OrderCancelled {
-                ticket,
-                reservation,
-                ..
-            } => ghost.order_events_applied[usize::from(ticket)] & (1 << reservation) != 0,
-        }
     })
 }
 
@@ -451,13 +454,13 @@ pub fn explain(prop: Prop, model: &TicketingModel, state: &State) -> String {
         Prop::ReservedTicketsFrozen => {
             "a ticket's price changed while its orderId named an order".into()
         }
-        Prop::AckedMeansApplied => state
-            .messages
-            .as_slice()
-            .iter()
-            .enumerate()
-            .find(|(_, m)| m.status == Status::Acked)
-            .map(|(ix, m)| format!("message {ix} ({}) was acknowledged but its effect was never written", m.event.subject()))
+        Prop::AckedMeansApplied => acked_but_unapplied(state)
+            .map(|ix| {
+                format!(
+                    "message {ix} ({}) was acknowledged but its effect was never written",
+                    describe_event(&state.messages.as_slice()[ix].event)
+                )
+            })
             .unwrap_or_default(),
         Prop::PricesConverge => (0..state.tickets.len())
             .find_map(|t| {

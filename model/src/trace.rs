@@ -279,7 +279,7 @@ pub fn describe_action(action: &Action) -> String {
 pub fn describe_step(last: &State, action: &Action, next: &State) -> String {
     let mut changes = Vec::new();
     diff_stores(last, next, &mut changes);
-    diff_broker(last, next, &mut changes);
+    diff_broker(last, action, next, &mut changes);
     diff_members(last, next, &mut changes);
     if !last.ghost.reserved_price_changed && next.ghost.reserved_price_changed {
         changes.push("the price of a reserved ticket changed".into());
@@ -358,26 +358,27 @@ fn diff_stores(last: &State, next: &State, changes: &mut Vec<String>) {
     }
 }
 
-fn diff_broker(last: &State, next: &State, changes: &mut Vec<String>) {
+fn diff_broker(last: &State, action: &Action, next: &State, changes: &mut Vec<String>) {
     for (index, after) in next.messages.as_slice().iter().enumerate() {
-        match last.messages.get(index) {
-            None => changes.push(format!(
+        let Some(before) = last.messages.get(index) else {
+            changes.push(format!(
                 "published message {index}: {}",
                 describe_event(&after.event)
-            )),
-            Some(before) if before.status != after.status => {
-                let status = match after.status {
-                    Status::Pending => "pending again".to_string(),
-                    Status::InFlight => format!("in flight (delivery {})", after.deliveries),
-                    Status::Acked => "acknowledged".to_string(),
-                    Status::Dead => {
-                        format!("DEAD-LETTERED after {} deliveries", before.deliveries)
-                    }
-                };
-                changes.push(format!("message {index} {status}"));
-            }
-            Some(_) => {}
-        }
+            ));
+            continue;
+        };
+        let delivered_now =
+            matches!(action, Action::Deliver { message, .. } if usize::from(*message) == index);
+        let deliveries = before.deliveries + u8::from(delivered_now);
+        let status = match (after.status, delivered_now) {
+            (Status::Pending, true) => format!("delivery {deliveries} failed: pending again"),
+            (status, _) if status == before.status => continue,
+            (Status::Pending, false) => "pending again".to_string(),
+            (Status::InFlight, _) => format!("in flight (delivery {})", after.deliveries),
+            (Status::Acked, _) => "acknowledged".to_string(),
+            (Status::Dead, _) => format!("DEAD-LETTERED after {deliveries} deliveries"),
+        };
+        changes.push(format!("message {index} {status}"));
     }
 }
 
