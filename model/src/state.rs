@@ -22,9 +22,9 @@ pub const MAX_MEMBERS: usize = 3;
 /// Most orders a run can place.
 pub const MAX_ORDERS: usize = 4;
 /// Most messages a run can publish.
-pub const MAX_MESSAGES: usize = 40;
+pub const MAX_MESSAGES: usize = 24;
 /// Most events waiting in one service's outbox.
-pub const MAX_OUTBOX: usize = 12;
+pub const MAX_OUTBOX: usize = 8;
 /// Most versions of one ticket.
 pub const MAX_VERSIONS: usize = 16;
 
@@ -433,8 +433,10 @@ pub struct Ghost {
     pub reserved_price_changed: bool,
 }
 
-/// The whole system.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The whole system. It hashes as a packed byte encoding of its live parts (see
+/// [`State::pack`]): one hasher call per state instead of one per field, which is most of
+/// what a model checker does per state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// The tickets service's tickets (index = ticket).
     pub tickets: Slots<Ticket, MAX_TICKETS>,
@@ -459,7 +461,196 @@ pub struct State {
     pub ghost: Ghost,
 }
 
+impl Hash for State {
+    fn hash<H: Hasher>(&self, hasher: &mut H) {
+        let mut packed = Packed::default();
+        self.pack(&mut packed);
+        hasher.write(packed.as_bytes());
+    }
+}
+
+/// A state's live parts as bytes (see [`State::pack`]).
+pub struct Packed {
+    bytes: [u8; PACKED_MAX],
+    len: usize,
+}
+
+/// Upper bound of a packed state's length, from the capacities above.
+const PACKED_MAX: usize = 1
+    + MAX_TICKETS * 4
+    + MAX_TICKETS * 3
+    + MAX_TICKETS
+    + 1
+    + MAX_ORDERS * 3
+    + 2 * (1 + MAX_OUTBOX * 5)
+    + 1
+    + MAX_ORDERS
+    + 1
+    + MAX_MESSAGES * 7
+    + 2 * MAX_MEMBERS * 10
+    + 7
+    + MAX_TICKETS * (MAX_VERSIONS + 4)
+    + 2;
+
+impl Default for Packed {
+    fn default() -> Self {
+        Self {
+            bytes: [0; PACKED_MAX],
+            len: 0,
+        }
+    }
+}
+
+impl Packed {
+    /// Appends a fixed number of bytes (a constant length compiles to plain moves, where a
+    /// slice of unknown length would call `memcpy`).
+    #[inline(always)]
+    fn put<const N: usize>(&mut self, bytes: [u8; N]) {
+        self.bytes[self.len..self.len + N].copy_from_slice(&bytes);
+        self.len += N;
+    }
+
+    /// The encoding.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Event {
+    /// Five bytes that determine the event (distinct events, distinct bytes).
+    pub const fn pack(self) -> [u8; 5] {
+        match self {
+            Event::TicketCreated { ticket, price } => [0, ticket, price, 0, 0],
+            Event::TicketUpdated {
+                ticket,
+                version,
+                price,
+                order,
+            } => [
+                1,
+                ticket,
+                version,
+                price,
+                match order {
+                    Some(order) => order,
+                    None => u8::MAX,
+                },
+            ],
+            Event::OrderCreated {
+                order,
+                ticket,
+                reservation,
+            } => [2, order, ticket, reservation, 0],
+            Event::OrderCancelled {
+                order,
+                ticket,
+                reservation,
+            } => [3, order, ticket, reservation, 0],
+        }
+    }
+}
+
+impl Message {
+    /// A key that orders messages totally (for the symmetry representative).
+    pub const fn sort_key(&self) -> u64 {
+        let [kind, a, b, c, d] = self.event.pack();
+        u64::from_be_bytes([
+            0,
+            kind,
+            a,
+            b,
+            c,
+            d,
+            self.status as u8,
+            self.deliveries,
+        ])
+    }
+}
+
+impl Member {
+    fn pack(&self) -> [u8; 10] {
+        match *self {
+            Member::Idle => [0; 10],
+            Member::Busy {
+                message,
+                delivery,
+                acked,
+                step,
+            } => {
+                let (tag, args) = match step {
+                    Step::Read => (1, [0; 5]),
+                    Step::Save { read_version } => (2, [read_version, 0, 0, 0, 0]),
+                    Step::Publish { event } => (3, event.pack()),
+                    Step::Ack => (4, [0; 5]),
+                };
+                let [a, b, c, d, e] = args;
+                [1, message, delivery, u8::from(acked), tag, a, b, c, d, e]
+            }
+        }
+    }
+}
+
 impl State {
+    /// Writes the live parts of the state as bytes: an injective encoding (fixed-size fields,
+    /// lengths before lists), so equal states and only equal states pack alike.
+    pub fn pack(&self, out: &mut Packed) {
+        out.put([self.tickets.len() as u8]);
+        for ticket in self.tickets.as_slice() {
+            let order = ticket.order.unwrap_or(u8::MAX);
+            out.put([ticket.version, ticket.price, order, ticket.reservation]);
+        }
+        for replica in &self.replicas {
+            match replica {
+                Some(replica) => out.put([1, replica.version, replica.price]),
+                None => out.put([0, 0, 0]),
+            }
+        }
+        out.put(self.reservations);
+        out.put([self.orders.len() as u8]);
+        for order in self.orders.as_slice() {
+            out.put([order.ticket, order.status as u8, order.version]);
+        }
+        for outbox in &self.outboxes {
+            out.put([outbox.len() as u8]);
+            for event in outbox.as_slice() {
+                out.put(event.pack());
+            }
+        }
+        out.put([self.reservation_requests.len() as u8]);
+        for ticket in self.reservation_requests.as_slice() {
+            out.put([*ticket]);
+        }
+        out.put([self.messages.len() as u8]);
+        for message in self.messages.as_slice() {
+            let [kind, a, b, c, d] = message.event.pack();
+            out.put([kind, a, b, c, d, message.status as u8, message.deliveries]);
+        }
+        for members in &self.members {
+            for member in members {
+                out.put(member.pack());
+            }
+        }
+        let budget = self.budget;
+        out.put([
+            budget.tickets,
+            budget.updates,
+            budget.orders,
+            budget.cancels,
+            budget.crashes,
+            budget.redeliveries,
+            budget.duplicates,
+        ]);
+        for ticket in 0..self.tickets.len() {
+            out.put(self.ghost.price_at[ticket]);
+            out.put(self.ghost.ticket_events_applied[ticket].to_le_bytes());
+            out.put(self.ghost.order_events_applied[ticket].to_le_bytes());
+        }
+        out.put([
+            u8::from(self.ghost.version_regressed),
+            u8::from(self.ghost.reserved_price_changed),
+        ]);
+    }
+
     /// Forgets what no step will ever read again, so states that differ only there are one
     /// state: the delivery count of a message that is acknowledged or dead, and the delivery
     /// number of a member whose delivery is no longer the message's current one (0, which is
@@ -471,14 +662,14 @@ impl State {
                 message.deliveries = 0;
             }
         }
-        let messages = self.messages;
+        let messages = &self.messages;
         for members in &mut self.members {
             for member in members.iter_mut() {
                 if let Member::Busy {
                     message, delivery, ..
                 } = member
                 {
-                    let current = messages.as_slice()[usize::from(*message)];
+                    let current = &messages.as_slice()[usize::from(*message)];
                     if current.status != Status::InFlight || current.deliveries != *delivery {
                         *delivery = 0;
                     }

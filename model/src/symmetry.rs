@@ -33,19 +33,21 @@ impl Representative for State {
 /// Orders messages by content and status, and renames them in the members that hold them.
 fn permute_messages(state: &mut State) {
     let count = state.messages.len();
-    let messages = state.messages.as_slice();
-    if messages.windows(2).all(|pair| pair[0] <= pair[1]) {
+    let mut keyed = [(0u64, 0u8); MAX_MESSAGES];
+    let mut sorted = true;
+    for (index, message) in state.messages.as_slice().iter().enumerate() {
+        keyed[index] = (message.sort_key(), index as u8);
+        sorted &= index == 0 || keyed[index - 1].0 <= keyed[index].0;
+    }
+    if sorted {
         return;
     }
-    let mut order: Vec<usize> = (0..count).collect();
-    order.sort_by_key(|m| messages[*m]);
+    keyed[..count].sort_unstable();
     let mut rename = [0 as MessageIx; MAX_MESSAGES];
-    for (new, old) in order.iter().enumerate() {
-        rename[*old] = new as MessageIx;
-    }
     let old = state.messages;
-    for (new, old_ix) in order.iter().enumerate() {
-        state.messages.as_mut_slice()[new] = old.as_slice()[*old_ix];
+    for (new, (_, old_ix)) in keyed[..count].iter().enumerate() {
+        rename[usize::from(*old_ix)] = new as MessageIx;
+        state.messages.as_mut_slice()[new] = old.as_slice()[usize::from(*old_ix)];
     }
     for members in &mut state.members {
         for member in members.iter_mut() {
