@@ -377,15 +377,7 @@ impl TicketingModel {
                 None
             }
         };
-        state.members[group as usize][member] = match next {
-            Some(step) => Member::Busy {
-                message,
-                delivery,
-                acked,
-                step,
-            },
-            None => Member::Idle,
-        };
+        Self::set_member(state, group, member, (message, delivery, acked), next);
     }
 
     /// The save of a member holding `event`, read at `read_version`: update-if-current. Returns
@@ -450,6 +442,25 @@ impl TicketingModel {
                     }))
             }
         }
+    }
+
+    /// Sets a member to hold `(message, delivery, acked)` and do `next`, or to idle.
+    fn set_member(
+        state: &mut State,
+        group: Group,
+        member: usize,
+        (message, delivery, acked): (MessageIx, u8, bool),
+        next: Option<Step>,
+    ) {
+        state.members[group as usize][member] = match next {
+            Some(step) => Member::Busy {
+                message,
+                delivery,
+                acked,
+                step,
+            },
+            None => Member::Idle,
+        };
     }
 
     fn busy(state: &State, group: Group, member: u8) -> Option<(MessageIx, u8, bool, Step)> {
@@ -766,16 +777,13 @@ impl Model for TicketingModel {
                         if let (Some(event), true) = (published, variant.uses_outbox()) {
                             self.write_event(&mut state, Service::Tickets, event);
                         }
-                        state.members[group as usize][usize::from(member)] =
-                            match Self::after_write(acked, publish) {
-                                Some(step) => Member::Busy {
-                                    message,
-                                    delivery,
-                                    acked,
-                                    step,
-                                },
-                                None => Member::Idle,
-                            };
+                        Self::set_member(
+                            &mut state,
+                            group,
+                            usize::from(member),
+                            (message, delivery, acked),
+                            Self::after_write(acked, publish),
+                        );
                     }
                     Err(()) => {
                         let decision = if variant.rereads_on_conflict() {
@@ -799,16 +807,13 @@ impl Model for TicketingModel {
                     return None;
                 };
                 Self::publish(&mut state, event, false);
-                state.members[group as usize][usize::from(member)] =
-                    match Self::after_write(acked, None) {
-                        Some(step) => Member::Busy {
-                            message,
-                            delivery,
-                            acked,
-                            step,
-                        },
-                        None => Member::Idle,
-                    };
+                Self::set_member(
+                    &mut state,
+                    group,
+                    usize::from(member),
+                    (message, delivery, acked),
+                    Self::after_write(acked, None),
+                );
             }
             Action::Ack { group, member } => {
                 let (message, _, _, _) = Self::busy(&state, group, member)?;
