@@ -1,2 +1,480 @@
-//! placeholder
-fn main() {}
+//! `harness`: replay model traces against the implementation, or soak the real backends.
+//! See `harness --help`.
+//!
+//! Exit status: 0 when the implementation followed the model everywhere it was checked (and,
+//! for `counterexamples`, every row is as SPEC.md requires), 1 on a divergence or a wrong
+//! verdict, 2 on a usage error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use harness::replay::{TraceError, replay_trace};
+use harness::{counterexamples, exhaustive, fuzz};
+use model::trace::Trace;
+use model::{Config, Variant};
+
+#[derive(Parser)]
+#[command(
+    name = "harness",
+    about = "Hold the ticketing implementation to its model (SPEC.md section 4)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a JSON trace (`model check --trace-out`) on the implementation of its variant,
+    /// comparing states after every step; a counterexample must be violated there too.
+    Replay(ReplayArgs),
+    /// Replay the shortest path to every state of a bounded model run, each on a fresh
+    /// implementation.
+    Exhaustive(ExhaustiveArgs),
+    /// Replay proptest-generated action sequences; shrink and print a diverging one.
+    Fuzz(FuzzArgs),
+    /// For every variant: its counterexample is violated on its implementation, and the same
+    /// scenario holds on the reference implementation.
+    Counterexamples(CounterexamplesArgs),
+    /// A randomized concurrent workload against real NATS JetStream and PostgreSQL, with
+    /// faults injected, checked against SPEC.md's properties at the end.
+    Soak(harness::soak::SoakArgs),
+}
+
+/// The model's bounds; each defaults to the mode's own default.
+#[derive(Args, Clone, Debug)]
+struct Bounds {
+    /// The design replayed (SPEC.md section 2).
+    #[arg(long, default_value = "reference", value_parser = parse_variant)]
+    variant: Variant,
+    /// Tickets clients create.
+    #[arg(long)]
+    tickets: Option<u8>,
+    /// Members in each queue group.
+    #[arg(long)]
+    members: Option<u8>,
+    /// Price updates clients issue.
+    #[arg(long)]
+    updates: Option<u8>,
+    /// Orders clients place.
+    #[arg(long)]
+    orders: Option<u8>,
+    /// Orders clients cancel.
+    #[arg(long)]
+    cancels: Option<u8>,
+    /// Crashes.
+    #[arg(long)]
+    crashes: Option<u8>,
+    /// Spurious ack-wait expiries.
+    #[arg(long)]
+    redeliveries: Option<u8>,
+    /// Publisher retries of published events.
+    #[arg(long)]
+    duplicates: Option<u8>,
+    /// Deliveries before a message is dead-lettered [default: 1 + crashes + redeliveries].
+    #[arg(long)]
+    max_deliver: Option<u8>,
+}
+
+impl Bounds {
+    /// The bounds given, over `defaults`; the usage error if they do not fit the model.
+    fn config(&self, defaults: fn(Variant) -> Config) -> Result<Config, String> {
+        let base = defaults(self.variant);
+        let crashes = self.crashes.unwrap_or(base.crashes);
+        let redeliveries = self.redeliveries.unwrap_or(base.redeliveries);
+        let duplicates = self.duplicates.unwrap_or(base.duplicates);
+        let config = Config {
+            variant: self.variant,
+            tickets: self.tickets.unwrap_or(base.tickets),
+            members: self.members.unwrap_or(base.members),
+            updates: self.updates.unwrap_or(base.updates),
+            orders: self.orders.unwrap_or(base.orders),
+            cancels: self.cancels.unwrap_or(base.cancels),
+            crashes,
+            redeliveries,
+            duplicates,
+            max_deliver: self
+                .max_deliver
+                .unwrap_or_else(|| Config::tolerated_deliveries(crashes, redeliveries, duplicates)),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn describe(config: &Config) -> String {
+    format!(
+        "{}: tickets {}, members {}, updates {}, orders {}, cancels {}, crashes {}, \
+         redeliveries {}, duplicates {}, max_deliver {}",
+        config.variant,
+        config.tickets,
+        config.members,
+        config.updates,
+        config.orders,
+        config.cancels,
+        config.crashes,
+        config.redeliveries,
+        config.duplicates,
+        config.max_deliver
+    )
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The trace, as `model check --trace-out` writes it.
+    file: PathBuf,
+    /// After the last step, make the stutter probes (deliveries the model leaves out because
+    /// they would only say "not yet", made anyway to check they change nothing else).
+    #[arg(long)]
+    stutter_probes: bool,
+}
+
+#[derive(Args)]
+struct ExhaustiveArgs {
+    #[command(flatten)]
+    bounds: Bounds,
+    /// Most paths replayed.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_paths: usize,
+    /// Which paths: walks taking every transition of the model run, the shortest path to
+    /// every state, or every maximal path (up to --max-paths).
+    #[arg(long, value_enum, default_value = "transitions")]
+    coverage: exhaustive::Coverage,
+    /// Replay threads [default: the number of cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Most states the exploration holds in memory (about a kilobyte each).
+    #[arg(long, default_value_t = exhaustive::MAX_STATES)]
+    max_states: usize,
+    /// On divergence, write the shortest diverging path as a JSON trace here.
+    #[arg(long)]
+    trace_out: Option<PathBuf>,
+    /// Do not end each path with stutter probes (deliveries the model leaves out because
+    /// they would only say "not yet", made anyway to check they change nothing else).
+    #[arg(long)]
+    no_stutter_probes: bool,
+}
+
+#[derive(Args)]
+struct FuzzArgs {
+    #[command(flatten)]
+    bounds: Bounds,
+    /// Cases to run.
+    #[arg(long, default_value_t = 2000)]
+    cases: u32,
+    /// The seed [default: from the clock; printed, so a run can be repeated].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Most steps per case.
+    #[arg(long, default_value_t = 80)]
+    max_steps: usize,
+    /// On divergence, write the minimal diverging sequence as a JSON trace here.
+    #[arg(long)]
+    trace_out: Option<PathBuf>,
+    /// Do not end each case with stutter probes.
+    #[arg(long)]
+    no_stutter_probes: bool,
+}
+
+#[derive(Args)]
+struct CounterexamplesArgs {
+    /// Only these variants [default: all].
+    #[arg(long, value_parser = parse_variant)]
+    variant: Vec<Variant>,
+}
+
+fn parse_variant(name: &str) -> Result<Variant, String> {
+    name.parse()
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Replay(args) => run_replay(&args),
+        Command::Exhaustive(args) => run_exhaustive(&args),
+        Command::Fuzz(args) => run_fuzz(&args),
+        Command::Counterexamples(args) => run_counterexamples(&args),
+        Command::Soak(args) => harness::soak::run(args),
+    }
+}
+
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn write_trace(trace: &Trace, file: &Path) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(trace).map_err(|e| e.to_string())?;
+    std::fs::write(file, json).map_err(|e| format!("cannot write {}: {e}", file.display()))
+}
+
+fn run_replay(args: &ReplayArgs) -> ExitCode {
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(text) => text,
+        Err(error) => return usage_error(format!("cannot read {}: {error}", args.file.display())),
+    };
+    let trace: Trace = match serde_json::from_str(&text) {
+        Ok(trace) => trace,
+        Err(error) => {
+            return usage_error(format!("{} is not a trace: {error}", args.file.display()));
+        }
+    };
+    println!(
+        "Replaying {} ({} steps) on the implementation, {}",
+        args.file.display(),
+        trace.steps.len(),
+        describe(&trace.config)
+    );
+    match replay_trace(&trace, args.stutter_probes) {
+        Ok(replayed) => {
+            println!(
+                "the implementation followed all {} steps; every state matched the model's",
+                trace.steps.len()
+            );
+            match replayed.violation {
+                None => {
+                    println!("the trace names no property");
+                    ExitCode::SUCCESS
+                }
+                Some((prop, true)) => {
+                    println!(
+                        "{}. {} is violated on the implementation too: {}",
+                        prop.number(),
+                        prop.name(),
+                        model::properties::explain(prop, &replayed.model, &replayed.observed)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Some((prop, false)) => {
+                    println!(
+                        "{}. {} HOLDS on the implementation's final state, but the trace is \
+                         a counterexample to it",
+                        prop.number(),
+                        prop.name()
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(TraceError::Divergence(divergence)) => {
+            print!("{}", divergence.render());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            println!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_exhaustive(args: &ExhaustiveArgs) -> ExitCode {
+    let config = match args.bounds.config(exhaustive::default_config) {
+        Ok(config) => config,
+        Err(error) => return usage_error(error),
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "Exhaustive replay of {} ({}, {threads} thread{})",
+        describe(&config),
+        match args.coverage {
+            exhaustive::Coverage::Transitions => "walks taking every transition",
+            exhaustive::Coverage::States => "the shortest path to every state",
+            exhaustive::Coverage::AllPaths => "every maximal path",
+        },
+        if threads == 1 { "" } else { "s" }
+    );
+    let outcome = match exhaustive::run(&exhaustive::Options {
+        config,
+        max_paths: args.max_paths,
+        coverage: args.coverage,
+        threads,
+        stutter_probes: !args.no_stutter_probes,
+        max_states: args.max_states,
+    }) {
+        Ok(outcome) => outcome,
+        Err(too_many) => return usage_error(too_many),
+    };
+    match args.coverage {
+        exhaustive::Coverage::Transitions => println!(
+            "model: {} unique states, {} transitions, explored in {:.2} s; {} walks take every \
+             transition",
+            outcome.unique_states,
+            outcome.transitions.unwrap_or(0),
+            outcome.exploring.as_secs_f64(),
+            outcome.available_paths,
+        ),
+        exhaustive::Coverage::States => println!(
+            "model: {} unique states explored in {:.2} s; {} paths reach every one of them",
+            outcome.unique_states,
+            outcome.exploring.as_secs_f64(),
+            outcome.available_paths,
+        ),
+        exhaustive::Coverage::AllPaths => println!(
+            "model: {}{} maximal paths enumerated in {:.2} s",
+            if outcome.truncated { "at least " } else { "" },
+            outcome.available_paths,
+            outcome.exploring.as_secs_f64(),
+        ),
+    }
+    println!(
+        "replayed {} paths ({} steps, {} of them stutter probes) in {:.2} s: {:.0} paths/s, \
+         {:.0} steps/s{}",
+        outcome.paths,
+        outcome.steps,
+        outcome.probes,
+        outcome.replaying.as_secs_f64(),
+        outcome.paths_per_second(),
+        outcome.steps as f64 / outcome.replaying.as_secs_f64().max(1e-9),
+        if outcome.truncated {
+            " (cut at --max-paths: the coverage is incomplete)"
+        } else {
+            ""
+        }
+    );
+    match &outcome.divergence {
+        None => {
+            println!("no divergence: the implementation followed the model on every path");
+            ExitCode::SUCCESS
+        }
+        Some(divergence) => {
+            println!(
+                "{} of {} paths diverged; the shortest:",
+                outcome.diverging_paths, outcome.paths
+            );
+            print!("{}", divergence.render());
+            if let Some(file) = &args.trace_out {
+                let model = model::TicketingModel::new(config);
+                match Trace::from_actions(&model, divergence.model_path()) {
+                    Ok(trace) => match write_trace(&trace, file) {
+                        Ok(()) => println!("trace written to {}", file.display()),
+                        Err(error) => eprintln!("error: {error}"),
+                    },
+                    Err(step) => eprintln!("error: step {} is not a model step", step + 1),
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_fuzz(args: &FuzzArgs) -> ExitCode {
+    let config = match args.bounds.config(Config::new) {
+        Ok(config) => config,
+        Err(error) => return usage_error(error),
+    };
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+    });
+    println!(
+        "Fuzzing {} ({} cases of up to {} steps, seed {seed})",
+        describe(&config),
+        args.cases,
+        args.max_steps
+    );
+    let outcome = fuzz::run(&fuzz::Options {
+        config,
+        cases: args.cases,
+        seed,
+        max_steps: args.max_steps,
+        stutter_probes: !args.no_stutter_probes,
+    });
+    println!(
+        "ran {} cases ({} steps) in {:.2} s: {:.0} cases/s",
+        outcome.cases,
+        outcome.steps,
+        outcome.elapsed.as_secs_f64(),
+        outcome.cases as f64 / outcome.elapsed.as_secs_f64().max(1e-9)
+    );
+    if let Some(reason) = &outcome.aborted {
+        println!("proptest aborted: {reason}");
+        return ExitCode::FAILURE;
+    }
+    match &outcome.failure {
+        None => {
+            println!("no divergence (seed {seed}; rerun with --seed {seed})");
+            ExitCode::SUCCESS
+        }
+        Some(failure) => {
+            let probes = match failure.divergence.probes {
+                0 => String::new(),
+                n => format!(" and {n} stutter probe{}", if n == 1 { "" } else { "s" }),
+            };
+            println!(
+                "a case diverged (seed {seed}); proptest shrank it to the choices {:?} ({} \
+                 steps), and removing steps that do not matter leaves {} steps{probes}:",
+                failure.choices,
+                failure.choices_path,
+                failure.divergence.model_path().len(),
+            );
+            print!("{}", failure.divergence.render());
+            if let (Some(file), Some(trace)) = (&args.trace_out, &failure.trace) {
+                match write_trace(trace, file) {
+                    Ok(()) => println!("trace written to {}", file.display()),
+                    Err(error) => eprintln!("error: {error}"),
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_counterexamples(args: &CounterexamplesArgs) -> ExitCode {
+    let variants: Vec<Variant> = if args.variant.is_empty() {
+        Variant::ALL.to_vec()
+    } else {
+        args.variant.clone()
+    };
+    println!(
+        "Each variant's shortest counterexample (default bounds, BFS, one thread), replayed on \
+         the implementation of that variant, then the same scenario on the reference."
+    );
+    println!(
+        "{:<24} {:<30} {:>6}  {:<24} {:<23} {:>9}",
+        "variant", "property", "steps", "on the variant", "on the reference", "ref steps"
+    );
+    let mut all_ok = true;
+    let mut details = Vec::new();
+    for variant in variants {
+        for row in counterexamples::rows(Config::new(variant)) {
+            all_ok &= row.ok();
+            let on_variant = if row.on_variant.ok() {
+                "violated on the variant"
+            } else {
+                "NOT VIOLATED (see below)"
+            };
+            let on_reference = if row.on_reference.ok() {
+                "holds on the reference"
+            } else {
+                "NOT HELD (see below)"
+            };
+            println!(
+                "{:<24} {:<30} {:>6}  {:<24} {:<23} {:>9}",
+                row.variant.name(),
+                format!("{}. {}", row.prop.number(), row.prop.name()),
+                row.length,
+                on_variant,
+                on_reference,
+                row.reference_length
+            );
+            for showing in [&row.on_variant, &row.on_reference] {
+                if let counterexamples::Showing::Not(why) = showing {
+                    details.push(format!("{} / {}:\n{why}", row.variant, row.prop.name()));
+                }
+            }
+        }
+    }
+    for detail in details {
+        println!("\n{detail}");
+    }
+    if all_ok {
+        println!("every counterexample is violated on its variant and holds on the reference");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -111,45 +111,48 @@ mod postgres {
     /// [`DEFAULT_DATABASE_URL`]). When the server cannot be reached, reports it through
     /// [`unavailable`] (a failure under `REQUIRE_SERVICES=1`) and returns `None`.
     pub async fn fresh_postgres(test: &str) -> Option<FreshDatabase> {
-        let url = database_url();
-        let shown = redact_password(&url);
-        let mut admin: Config = match url.parse() {
-            Ok(config) => config,
-            Err(error) => {
-                unavailable(
-                    test,
-                    "PostgreSQL",
-                    format!("DATABASE_URL {shown} is not usable: {error}"),
-                );
-                return None;
-            }
-        };
-        if admin.get_connect_timeout().is_none() {
-            admin.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let client = match admin_client(&admin).await {
-            Ok(client) => client,
+        match FreshDatabase::create(&database_url(), test).await {
+            Ok(database) => Some(database),
             Err(why) => {
-                unavailable(test, "PostgreSQL", format!("{shown}: {why}"));
-                return None;
+                unavailable(test, "PostgreSQL", why);
+                None
             }
-        };
-        drop_stale_databases(&client).await;
-        let name = database_name(test);
-        // The name is made of lowercase letters, digits and underscores only.
-        if let Err(error) = client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-        {
-            let why = format!("cannot create database {name}: {}", error_chain(&error));
-            unavailable(test, "PostgreSQL", format!("{shown}: {why}"));
-            return None;
         }
-        Some(FreshDatabase {
-            url: with_database(&url, &name),
-            name,
-            admin,
-        })
+    }
+
+    impl FreshDatabase {
+        /// Creates a uniquely named database, labelled `label`, on the server at `url` (a
+        /// tool's own server, where [`fresh_postgres`] takes `DATABASE_URL`). Fails with the
+        /// reason, the password hidden, when the server cannot be reached or refuses.
+        pub async fn create(url: &str, label: &str) -> Result<Self, String> {
+            let shown = redact_password(url);
+            let mut admin: Config = url
+                .parse()
+                .map_err(|error| format!("{shown} is not usable: {error}"))?;
+            if admin.get_connect_timeout().is_none() {
+                admin.connect_timeout(CONNECT_TIMEOUT);
+            }
+            let client = admin_client(&admin)
+                .await
+                .map_err(|why| format!("{shown}: {why}"))?;
+            drop_stale_databases(&client).await;
+            let name = database_name(label);
+            // The name is made of lowercase letters, digits and underscores only.
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .map_err(|error| {
+                    format!(
+                        "{shown}: cannot create database {name}: {}",
+                        error_chain(&error)
+                    )
+                })?;
+            Ok(Self {
+                url: with_database(url, &name),
+                name,
+                admin,
+            })
+        }
     }
 
     async fn admin_client(admin: &Config) -> Result<Client, String> {
@@ -392,17 +395,26 @@ mod nats {
     /// and a bus connected to it. When the server cannot be reached, reports it through
     /// [`unavailable`] (a failure under `REQUIRE_SERVICES=1`) and returns `None`.
     pub async fn fresh_jetstream(test: &str) -> Option<(FreshStream, JetStreamBus)> {
-        let mut config = JetStreamConfig::namespaced(&stream_name());
-        config.url = nats_url();
-        let bus = match JetStreamBus::connect(config.clone()).await {
-            Ok(bus) => bus,
+        match FreshStream::create(&nats_url()).await {
+            Ok(fresh) => Some(fresh),
             Err(error) => {
                 unavailable(test, "NATS JetStream", error);
-                return None;
+                None
             }
-        };
-        delete_stale_streams(&config.url).await;
-        Some((FreshStream { config }, bus))
+        }
+    }
+
+    impl FreshStream {
+        /// A fresh namespace on the server at `url` (a tool's own server, where
+        /// [`fresh_jetstream`] takes `NATS_URL`), and a bus connected to it; the error when
+        /// the server or its JetStream cannot be reached.
+        pub async fn create(url: &str) -> Result<(Self, JetStreamBus), BusError> {
+            let mut config = JetStreamConfig::namespaced(&stream_name());
+            config.url = url.to_owned();
+            let bus = JetStreamBus::connect(config.clone()).await?;
+            delete_stale_streams(&config.url).await;
+            Ok((Self { config }, bus))
+        }
     }
 
     /// Deletes test streams older than [`STALE_AFTER`], left by runs that died. Best effort.
