@@ -47,6 +47,9 @@ pub enum Outcome {
 pub(crate) struct Settle<'a, H> {
     message: &'a H,
     acked_before_save: bool,
+    /// When to redeliver if the delivery waits on a gap or the store fails: the gap backoff
+    /// at this delivery's count.
+    retry_delay: Duration,
 }
 
 impl<'a, H: MessageHandle> Settle<'a, H> {
@@ -56,10 +59,12 @@ impl<'a, H: MessageHandle> Settle<'a, H> {
         message: &'a H,
         config: &ServiceConfig,
     ) -> Result<Self, ListenerError> {
+        let retry_delay = config.gap_backoff.delay(message.delivery_count());
         if config.variant.acks_after_save() {
             return Ok(Self {
                 message,
                 acked_before_save: false,
+                retry_delay,
             });
         }
         message.ack().await?;
@@ -69,12 +74,8 @@ impl<'a, H: MessageHandle> Settle<'a, H> {
         Ok(Self {
             message,
             acked_before_save: true,
+            retry_delay,
         })
-    }
-
-    /// How many times this event has been delivered, this delivery included.
-    pub(crate) fn delivery_count(&self) -> u32 {
-        self.message.delivery_count()
     }
 
     /// The write is done: acknowledge.
@@ -89,8 +90,9 @@ impl<'a, H: MessageHandle> Settle<'a, H> {
         Ok(Outcome::AlreadyApplied)
     }
 
-    /// Not applicable yet: come back after `delay`.
-    pub(crate) async fn wait(self, delay: Duration) -> Result<Outcome, ListenerError> {
+    /// Not applicable yet: come back after the gap backoff.
+    pub(crate) async fn wait(self) -> Result<Outcome, ListenerError> {
+        let delay = self.retry_delay;
         if self.acked_before_save {
             return Ok(Outcome::Dropped {
                 reason: "not applicable yet",
@@ -109,15 +111,11 @@ impl<'a, H: MessageHandle> Settle<'a, H> {
         Ok(Outcome::Failed { reason })
     }
 
-    /// The store failed: redeliver after `delay` (best effort: if the nak fails too, `ack_wait`
-    /// redelivers), and report the store's error.
-    pub(crate) async fn backend_failed(
-        self,
-        error: StoreError,
-        delay: Duration,
-    ) -> Result<Outcome, ListenerError> {
+    /// The store failed: redeliver after the gap backoff (best effort: if the nak fails too,
+    /// `ack_wait` redelivers), and report the store's error.
+    pub(crate) async fn backend_failed(self, error: StoreError) -> Result<Outcome, ListenerError> {
         if !self.acked_before_save
-            && let Err(nak_error) = self.message.nak(delay).await
+            && let Err(nak_error) = self.message.nak(self.retry_delay).await
         {
             tracing::warn!(%nak_error, "cannot nak after a store failure; ack_wait will redeliver");
         }

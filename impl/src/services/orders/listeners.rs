@@ -45,10 +45,7 @@ where
             settle.already_applied().await
         }
         Err(StoreError::Duplicate { .. }) => settle.fail("duplicate ticket").await,
-        Err(error) => {
-            let delay = config.gap_backoff.delay(settle.delivery_count());
-            settle.backend_failed(error, delay).await
-        }
+        Err(error) => settle.backend_failed(error).await,
     }
 }
 
@@ -110,15 +107,9 @@ where
         let replica = match read_and_decide(service, event).await {
             Ok(Decision::Apply(replica)) => replica,
             Ok(Decision::AlreadyApplied) => return settle.already_applied().await,
-            Ok(Decision::Wait) => {
-                let delay = config.gap_backoff.delay(settle.delivery_count());
-                return settle.wait(delay).await;
-            }
+            Ok(Decision::Wait) => return settle.wait().await,
             Ok(Decision::Fail(reason)) => return settle.fail(reason).await,
-            Err(error) => {
-                let delay = config.gap_backoff.delay(settle.delivery_count());
-                return settle.backend_failed(error, delay).await;
-            }
+            Err(error) => return settle.backend_failed(error).await,
         };
         let updated = TicketReplica {
             title: event.title.clone(),
@@ -133,10 +124,7 @@ where
                 }
                 return settle.fail("version conflict").await;
             }
-            Err(error) => {
-                let delay = config.gap_backoff.delay(settle.delivery_count());
-                return settle.backend_failed(error, delay).await;
-            }
+            Err(error) => return settle.backend_failed(error).await,
         }
     }
     settle.too_many_conflicts(attempts)

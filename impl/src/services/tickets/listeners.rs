@@ -111,10 +111,7 @@ where
     for _ in 0..attempts {
         let found = match service.store.find_by_id(ticket_id).await {
             Ok(found) => found,
-            Err(error) => {
-                let delay = config.gap_backoff.delay(settle.delivery_count());
-                return settle.backend_failed(error, delay).await;
-            }
+            Err(error) => return settle.backend_failed(error).await,
         };
         let ticket = match decide(
             variant.orders_order_events(),
@@ -124,10 +121,7 @@ where
         ) {
             Decision::Apply(ticket) => ticket,
             Decision::AlreadyApplied => return settle.already_applied().await,
-            Decision::Wait => {
-                let delay = config.gap_backoff.delay(settle.delivery_count());
-                return settle.wait(delay).await;
-            }
+            Decision::Wait => return settle.wait().await,
             Decision::Fail(reason) => return settle.fail(reason).await,
         };
         let changed = Ticket {
@@ -156,10 +150,7 @@ where
                 }
                 return settle.fail("version conflict").await;
             }
-            Err(error) => {
-                let delay = config.gap_backoff.delay(settle.delivery_count());
-                return settle.backend_failed(error, delay).await;
-            }
+            Err(error) => return settle.backend_failed(error).await,
         }
     }
     settle.too_many_conflicts(attempts)
