@@ -30,8 +30,8 @@ enum Command {
     /// Replay a JSON trace (`model check --trace-out`) on the implementation of its variant,
     /// comparing states after every step; a counterexample must be violated there too.
     Replay(ReplayArgs),
-    /// Replay the shortest path to every state of a bounded model run, each on a fresh
-    /// implementation.
+    /// Replay walks taking every transition of a bounded model run (or, with `--coverage`,
+    /// the shortest path to every state, or every maximal path), each on a fresh implementation.
     Exhaustive(ExhaustiveArgs),
     /// Replay proptest-generated action sequences; shrink and print a diverging one.
     Fuzz(FuzzArgs),
