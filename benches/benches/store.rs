@@ -4,7 +4,8 @@
 //! - `store_uniform` / `store_hot`: `MemStore` (`find_now` + `save_now`) over 10,000 tickets,
 //!   uniform keys or one hot key, 1 and 2 threads; yardsticks: `dashmap` 6 (read a clone, then
 //!   compare-and-set through `entry`), `RwLock<HashMap>` and one `Mutex<HashMap>`, all holding
-//!   the same `Ticket` records and doing the same read, compare and write.
+//!   the same `Ticket` records and doing the same read, compare and write. A diagnostic
+//!   (no goal), `Mutex-HashMap-returning`, also returns the saved record as `save` does.
 //! - `store_pg`: `PgStore` (`find_by_id` + `save`) at 1, 2 and 8 connections; yardstick: the
 //!   same loop sent raw with tokio-postgres and prepared statements (`SELECT version`, then
 //!   `UPDATE ... WHERE id = $1 AND version = $2`), on the same server, in a fresh database per
@@ -128,6 +129,35 @@ impl UpdateIfCurrent for Single {
     }
 }
 
+/// A diagnostic, not a goal: one `Mutex<HashMap>` keeping `save`'s contract, which returns the
+/// saved record and so stores a copy of it (on `Ticket`, two reference-count increments and,
+/// when it is replaced, two decrements that the plain yardstick does not pay).
+struct SingleReturning(Mutex<HashMap<Id, Ticket>>);
+
+impl UpdateIfCurrent for SingleReturning {
+    #[inline]
+    fn update(&self, id: Id, price_index: usize) -> bool {
+        let Some(mut ticket) = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+        else {
+            panic!("ticket {id} missing");
+        };
+        let read_at = ticket.version;
+        ticket.price = prices()[price_index & 1];
+        ticket.version = read_at + 1;
+        let saved = ticket.clone();
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let won = save_if_current(map.entry(id), ticket, read_at);
+        drop(map);
+        black_box(saved);
+        won
+    }
+}
+
 fn save_if_current(entry: MapEntry<'_, Id, Ticket>, ticket: Ticket, read_at: u64) -> bool {
     match entry {
         MapEntry::Occupied(mut stored) if stored.get().version == read_at => {
@@ -183,7 +213,7 @@ fn in_memory(c: &mut Criterion) {
             Duration::from_secs(2),
         );
         group.throughput(Throughput::Elements(1));
-        let stores: [(&str, Box<dyn UpdateIfCurrent>); 4] = [
+        let stores: [(&str, Box<dyn UpdateIfCurrent>); 5] = [
             ("MemStore", Box::new(mem_store())),
             (
                 "dashmap",
@@ -194,6 +224,10 @@ fn in_memory(c: &mut Criterion) {
                 Box::new(Locked(RwLock::new(seeded_map()))),
             ),
             ("Mutex-HashMap", Box::new(Single(Mutex::new(seeded_map())))),
+            (
+                "Mutex-HashMap-returning",
+                Box::new(SingleReturning(Mutex::new(seeded_map()))),
+            ),
         ];
         for threads in [1, 2] {
             for (name, store) in &stores {

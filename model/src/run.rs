@@ -1,6 +1,7 @@
 //! Running the checker: strategy, threads, symmetry, progress, and the verdicts.
 
 use std::io::IsTerminal;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use stateright::{Checker, HasDiscoveries, Model, Path, UniformChooser};
@@ -200,18 +201,25 @@ fn finish<C: Checker<TicketingModel>>(
     options: &RunOptions,
     started: Instant,
 ) -> Outcome {
+    // The checker's threads are joined on a thread of their own, which says when they are
+    // done: the run ends the moment they do (not at the next progress tick), and progress is
+    // shown every 100 ms meanwhile.
     let handles = checker.handles();
+    let (done, finished) = std::sync::mpsc::channel();
+    let joiner = std::thread::spawn(move || {
+        let outcome = handles.into_iter().try_for_each(|handle| handle.join());
+        let _ = done.send(());
+        outcome
+    });
     let progress = Progress::new(options.progress);
-    while handles.iter().any(|handle| !handle.is_finished()) {
+    while let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(Duration::from_millis(100)) {
         progress.update(checker.unique_state_count(), started.elapsed());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for handle in handles {
-        if let Err(panic) = handle.join() {
-            std::panic::resume_unwind(panic);
-        }
     }
     let elapsed = started.elapsed();
+    match joiner.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(panic)) | Err(panic) => std::panic::resume_unwind(panic),
+    }
     progress.finish();
     let mut discoveries = checker.discoveries();
     let model = checker.model();

@@ -100,24 +100,33 @@ impl<R: Record> Table<R> {
 
     /// Update-if-current under the shard lock; `commit` runs under the same lock once the
     /// write is certain.
+    ///
+    /// The copy to store is made before the shard is locked and the record it replaces is
+    /// dropped after the lock is released: a record's clone and drop touch its shared
+    /// strings' reference counts, and on a hot record those are what two threads would
+    /// otherwise contend for while holding the shard.
     fn save(&self, mut record: R, commit: impl FnOnce()) -> Result<R, StoreError> {
         let id = record.id();
-        let mut shard = self.shard(&id).lock();
-        let stored = shard
-            .get_mut(&id)
-            .ok_or(StoreError::NotFound { kind: R::KIND, id })?;
         let read_at = record.version();
-        if stored.version() != read_at {
-            return Err(StoreError::VersionConflict {
-                kind: R::KIND,
-                id,
-                expected: read_at,
-                found: stored.version(),
-            });
-        }
         record.set_version(read_at + 1);
-        commit();
-        *stored = record.clone();
+        let to_store = record.clone();
+        let replaced = {
+            let mut shard = self.shard(&id).lock();
+            let stored = shard
+                .get_mut(&id)
+                .ok_or(StoreError::NotFound { kind: R::KIND, id })?;
+            if stored.version() != read_at {
+                return Err(StoreError::VersionConflict {
+                    kind: R::KIND,
+                    id,
+                    expected: read_at,
+                    found: stored.version(),
+                });
+            }
+            commit();
+            std::mem::replace(stored, to_store)
+        };
+        drop(replaced);
         Ok(record)
     }
 }
