@@ -32,7 +32,7 @@ use crate::report::Divergence;
 /// The bounds `harness exhaustive` uses by default: one ticket updated once, ordered and
 /// cancelled once, two members per group, one crash and one spurious ack-wait expiry. For
 /// the reference: 324,905 states and 1,388,980 transitions, taken by 428,658 walks in about
-/// a minute and a half on two cores.
+/// a minute and a half to three minutes on two cores.
 pub const fn default_config(variant: Variant) -> Config {
     Config {
         variant,
