@@ -89,13 +89,11 @@ fn conformance(c: &mut Criterion) {
             &threads,
             |b, &n| {
                 b.iter_custom(|runs| {
-                    (0..runs)
-                        .map(|_| {
-                            let outcome = replay(n);
-                            assert_eq!(outcome.paths, first.paths, "the walks moved between runs");
-                            outcome.replaying
-                        })
-                        .sum()
+                    common::total_of(runs, || {
+                        let outcome = replay(n);
+                        assert_eq!(outcome.paths, first.paths, "the walks moved between runs");
+                        outcome.replaying
+                    })
                 });
             },
         );
@@ -109,15 +107,11 @@ fn conformance(c: &mut Criterion) {
         group.throughput(Throughput::Elements(checked.unique_states as u64));
         group.bench_with_input(BenchmarkId::new("check", threads), &threads, |b, &n| {
             b.iter_custom(|runs| {
-                (0..runs)
-                    .map(|_| {
-                        let started = std::time::Instant::now();
-                        let outcome = check(bound(), &check_options(n));
-                        let elapsed = started.elapsed();
-                        assert_eq!(outcome.unique_states, checked.unique_states);
-                        elapsed
-                    })
-                    .sum()
+                common::total_of(runs, || {
+                    let (outcome, elapsed) = common::timed_check(bound(), &check_options(n));
+                    assert_eq!(outcome.unique_states, checked.unique_states);
+                    elapsed
+                })
             });
         });
     }

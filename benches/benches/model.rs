@@ -25,7 +25,7 @@ use stateright::{Checker, Model};
 use benches::two_phase;
 use model::TicketingModel;
 use model::config::{Config, Variant};
-use model::run::{RunOptions, Strategy, check};
+use model::run::{RunOptions, Strategy};
 
 /// The yardstick's resource managers (the figure).
 const RESOURCE_MANAGERS: usize = 7;
@@ -42,9 +42,8 @@ fn options(threads: usize) -> RunOptions {
 
 /// One check of the reference; panics if its verdicts are not SPEC.md's.
 fn check_reference(threads: usize) -> (usize, Duration) {
-    let started = Instant::now();
-    let outcome = check(Config::new(Variant::Reference), &options(threads));
-    let elapsed = started.elapsed();
+    let (outcome, elapsed) =
+        common::timed_check(Config::new(Variant::Reference), &options(threads));
     assert!(outcome.matches_spec(), "the reference no longer checks");
     if std::env::var_os("BENCH_VERBOSE").is_some() {
         eprintln!(
@@ -81,13 +80,11 @@ fn model_checking(c: &mut Criterion) {
         group.throughput(Throughput::Elements(states as u64));
         group.bench_with_input(BenchmarkId::new("reference", threads), &threads, |b, &n| {
             b.iter_custom(|checks| {
-                (0..checks)
-                    .map(|_| {
-                        let (unique, elapsed) = check_reference(n);
-                        assert_eq!(unique, states, "the state count moved between runs");
-                        elapsed
-                    })
-                    .sum()
+                common::total_of(checks, || {
+                    let (unique, elapsed) = check_reference(n);
+                    assert_eq!(unique, states, "the state count moved between runs");
+                    elapsed
+                })
             });
         });
         group.bench_with_input(
@@ -95,13 +92,11 @@ fn model_checking(c: &mut Criterion) {
             &threads,
             |b, &n| {
                 b.iter_custom(|checks| {
-                    (0..checks)
-                        .map(|_| {
-                            let (unique, elapsed) = check_reference_joined(n);
-                            assert_eq!(unique, states, "another exploration than check's");
-                            elapsed
-                        })
-                        .sum()
+                    common::total_of(checks, || {
+                        let (unique, elapsed) = check_reference_joined(n);
+                        assert_eq!(unique, states, "another exploration than check's");
+                        elapsed
+                    })
                 });
             },
         );
@@ -115,9 +110,9 @@ fn model_checking(c: &mut Criterion) {
             group.throughput(Throughput::Elements(states as u64));
             group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &n| {
                 b.iter_custom(|checks| {
-                    (0..checks)
-                        .map(|_| two_phase::check_dfs(RESOURCE_MANAGERS, n, symmetry).elapsed)
-                        .sum()
+                    common::total_of(checks, || {
+                        two_phase::check_dfs(RESOURCE_MANAGERS, n, symmetry).elapsed
+                    })
                 });
             });
         }

@@ -7,9 +7,11 @@
 
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, SamplingMode, measurement::WallTime};
+use model::config::Config;
+use model::run::{Outcome, RunOptions, check};
 
 /// Flat sampling, `samples` samples, about `measure` of measuring after `warm_up`.
 pub fn configure(
@@ -35,4 +37,17 @@ pub fn runtime() -> tokio::runtime::Runtime {
         Ok(runtime) => runtime,
         Err(error) => panic!("cannot build the tokio runtime: {error}"),
     }
+}
+
+/// `runs` whole runs back to back, each returning its own time; their total, for `iter_custom`
+/// where one iteration is a whole check or replay.
+pub fn total_of(runs: u64, mut run: impl FnMut() -> Duration) -> Duration {
+    (0..runs).map(|_| run()).sum()
+}
+
+/// One `model::run::check`, timed around the call, as a user sees it.
+pub fn timed_check(config: Config, options: &RunOptions) -> (Outcome, Duration) {
+    let started = Instant::now();
+    let outcome = check(config, options);
+    (outcome, started.elapsed())
 }
