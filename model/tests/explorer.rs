@@ -1,8 +1,10 @@
 //! The explorer, checked as a person uses it: `model explore` serves stateright's web UI and
-//! its status route; run to completion, it finds the variant's counterexample; and, where
-//! Chromium is installed (`.ci/run` installs Debian's `chromium`), the page opened at that
-//! counterexample renders its last state, which the test saves as a screenshot
-//! (`UPDATE_DOCS_SCREENSHOT=1` copies it to `docs/images/explorer-counterexample.png`).
+//! its status route; run to completion, it finds the variant's counterexample; and the page
+//! opened at that counterexample in headless Chromium renders its last state, which the test
+//! saves as a screenshot (`UPDATE_DOCS_SCREENSHOT=1` copies it to
+//! `docs/images/explorer-counterexample.png`). Chromium is a real component, like the servers:
+//! `.ci/run` installs Debian's `chromium`, and under `REQUIRE_SERVICES=1` its absence fails the
+//! test; elsewhere the test says it skipped and why.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -162,10 +164,15 @@ fn headless(chromium: &str, profile: &std::path::Path) -> Command {
 #[test]
 fn chromium_renders_the_counterexample_the_explorer_found() {
     let Some(chromium) = chromium() else {
-        eprintln!(
-            "SKIPPED chromium_renders_the_counterexample_the_explorer_found: Chromium is not \
-             installed (apt-get install chromium; .ci/run does)"
+        // Chromium is a real component here, like the servers: under REQUIRE_SERVICES=1 (CI)
+        // its absence is a failure, elsewhere a skip that says why.
+        let why = "Chromium is not installed (apt-get install chromium; .ci/run does)";
+        let required = std::env::var("REQUIRE_SERVICES").is_ok_and(|value| value == "1");
+        assert!(
+            !required,
+            "Chromium is required (REQUIRE_SERVICES=1) but missing: {why}"
         );
+        eprintln!("SKIPPED chromium_renders_the_counterexample_the_explorer_found: {why}");
         return;
     };
     let explorer = start("racy-reserve");
