@@ -21,7 +21,9 @@
 //! - [`embedded`]: [`EmbeddedBus`], the tokio driver around one broker core (pull-based
 //!   members, ack-wait and nak-delay timers).
 //! - [`jetstream`]: [`JetStreamBus`], the same contract on NATS JetStream (one stream over the
-//!   four subjects, one durable pull consumer per queue group).
+//!   four subjects, one durable pull consumer per queue group). One file per part: `config`,
+//!   `setup` (connecting; the stream's and consumers' configuration), `publish`, `members`
+//!   (the subscription and its puller), `delivery` (ack, nak, term), `dead_letters`.
 //! - [`listener`]: the member runtime the services run: pull under `max_in_flight`, decode,
 //!   terminate what does not decode, hand the rest to a [`listener::Handler`], shut down
 //!   gracefully.
