@@ -14,7 +14,7 @@ use tokio_postgres::Row;
 use super::PgStore;
 use super::errors::{Doing, WriteError};
 use super::outbox::outbox_values;
-use super::sql::WriteSql;
+use super::sql::{TableSql, WriteSql};
 use super::tables::{ListQuery, PgRecord};
 use super::values::{Value, as_params, to_u64};
 use crate::events::Event;
@@ -39,7 +39,7 @@ impl Write {
         }
     }
 
-    fn sql(self, table: &super::sql::TableSql) -> WriteSql {
+    fn sql(self, table: &TableSql) -> WriteSql {
         match self {
             Write::Insert => table.insert,
             Write::Save => table.save,
