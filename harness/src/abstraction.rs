@@ -29,7 +29,7 @@ use model::state::{
     self, Event, MAX_MESSAGES, MAX_ORDERS, MAX_OUTBOX, MAX_TICKETS, Member, Message, OrderStatus,
     Replica, Service, State, Status, Step,
 };
-use ticketing::bus::core::Status as CoreStatus;
+use ticketing::bus::broker::Status as CoreStatus;
 use ticketing::events;
 use ticketing::price::Price;
 use ticketing::records::{self, Ticket, TicketReplica};
@@ -499,7 +499,7 @@ mod tests {
         (world, ticket_id, order_id)
     }
 
-    fn first_member(world: &World, group: Group) -> ticketing::bus::core::MemberId {
+    fn first_member(world: &World, group: Group) -> ticketing::bus::broker::MemberId {
         world.member_ids[group as usize][0]
     }
 

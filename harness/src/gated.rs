@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ticketing::bus::core::{BrokerCore, GroupId, Seq};
+use ticketing::bus::broker::{BrokerCore, GroupId, Seq};
 use ticketing::bus::{BusError, MessageHandle, PublishAck, Publisher};
 use ticketing::events::{Event, OrderCancelled, OrderCreated};
 use ticketing::id::Id;

@@ -25,7 +25,7 @@ use std::task::{Context, Poll, Waker};
 
 use model::state::{Ghost, Group, MAX_TICKETS, MAX_VERSIONS, Member, Service, State, Step};
 use model::{Action, Config};
-use ticketing::bus::core::{BrokerCore, DuplicateWindow, GroupId, MemberId, Seq, Status};
+use ticketing::bus::broker::{BrokerCore, DuplicateWindow, GroupId, MemberId, Seq, Status};
 use ticketing::events::{Event, Subject};
 use ticketing::id::Id;
 use ticketing::records::{Ticket, TicketReplica, UserId, Version};

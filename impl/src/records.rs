@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::events::{OrderCancelled, OrderCreated, OrderedTicket, TicketRef};
 use crate::id::Id;
 use crate::price::Price;
 
@@ -235,6 +236,37 @@ pub struct Order {
     pub version: Version,
 }
 
+impl Order {
+    /// `order:created` for this order as the reservation inserts it, placed at `price`, with
+    /// `reservation` its number in the ticket's reservation changes.
+    pub fn created_event(&self, price: Price, reservation: Reservation) -> OrderCreated {
+        OrderCreated {
+            id: self.id,
+            version: self.version,
+            status: self.status,
+            user_id: self.user_id.clone(),
+            expires_at: self.expires_at,
+            ticket: OrderedTicket {
+                id: self.ticket_id,
+                price,
+            },
+            reservation,
+        }
+    }
+
+    /// `order:cancelled` for cancelling this order as read: the cancel stores it at version + 1,
+    /// the version the event carries (it is built before the write, which stores it in the
+    /// outbox), with `reservation` its number in the ticket's reservation changes.
+    pub fn cancelled_event(&self, reservation: Reservation) -> OrderCancelled {
+        OrderCancelled {
+            id: self.id,
+            version: self.version + 1,
+            ticket: TicketRef { id: self.ticket_id },
+            reservation,
+        }
+    }
+}
+
 /// What every versioned record offers the store.
 pub trait Record: Clone + fmt::Debug + Send + Sync + 'static {
     /// The record's kind, for messages and table names.
@@ -280,6 +312,53 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&t).unwrap(),
             "\"2026-11-27T15:00:00.123Z\""
+        );
+    }
+
+    fn order(version: Version) -> Order {
+        Order {
+            id: Id::from_bytes([1; 12]),
+            user_id: UserId::new("buyer"),
+            status: OrderStatus::Created,
+            expires_at: Timestamp::from_unix_millis(1_795_791_600_123),
+            ticket_id: Id::from_bytes([2; 12]),
+            version,
+        }
+    }
+
+    #[test]
+    fn an_order_created_event_carries_the_order_as_inserted() {
+        let price = Price::from_cents(2_500).unwrap();
+        let event = order(0).created_event(price, 3);
+        assert_eq!(
+            event,
+            OrderCreated {
+                id: Id::from_bytes([1; 12]),
+                version: 0,
+                status: OrderStatus::Created,
+                user_id: UserId::new("buyer"),
+                expires_at: Timestamp::from_unix_millis(1_795_791_600_123),
+                ticket: OrderedTicket {
+                    id: Id::from_bytes([2; 12]),
+                    price,
+                },
+                reservation: 3,
+            }
+        );
+    }
+
+    #[test]
+    fn an_order_cancelled_event_carries_the_version_the_cancel_stores() {
+        assert_eq!(
+            order(4).cancelled_event(7),
+            OrderCancelled {
+                id: Id::from_bytes([1; 12]),
+                version: 5,
+                ticket: TicketRef {
+                    id: Id::from_bytes([2; 12]),
+                },
+                reservation: 7,
+            }
         );
     }
 

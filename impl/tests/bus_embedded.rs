@@ -9,7 +9,7 @@ mod bus_suite;
 use std::time::Duration;
 
 use bus_suite::{Backend, Members, ORDERS, Outstanding, TICKET_SUBJECTS};
-use ticketing::bus::core::Status;
+use ticketing::bus::broker::Status;
 use ticketing::bus::{Bus, DeadLetterReason, Delivery, EmbeddedBus, MessageHandle, listener};
 use ticketing::events::Subject;
 

@@ -1,6 +1,6 @@
 //! `EmbeddedBus`: the in-process broker, a tokio driver around one [`BrokerCore`].
 //!
-//! The core decides every rule (see [`super::core`]); this module only decides *when*:
+//! The core decides every rule (see [`super::broker`]); this module only decides *when*:
 //! - Members pull. A member's [`Subscription::next`] delivers the group's next pending messages
 //!   to it (up to 16 under one lock, buffered in the subscription) while it holds fewer than
 //!   its `max_in_flight` unsettled deliveries; otherwise it waits to be woken (by a publish, a
@@ -27,7 +27,9 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::core::{BrokerCore, DeliveryTicket, DuplicateWindow, Effect, GroupId, MemberId, Status};
+use super::broker::{
+    BrokerCore, DeliveryTicket, DuplicateWindow, Effect, GroupId, MemberId, Status,
+};
 use super::{
     Bus, BusError, DeadLetter, Delivery, ListenerOptions, MessageHandle, PublishAck, Publisher,
     RawPublisher, Subscription,
@@ -387,7 +389,7 @@ impl Bus for EmbeddedBus {
         let subjects: Vec<&str> = options.subjects.iter().map(|s| s.as_str()).collect();
         let notify = Arc::new(Notify::new());
         let mut state = self.shared.state.lock();
-        let core_error = |error: super::core::CoreError| BusError::Broker(error.to_string());
+        let core_error = |error: super::broker::CoreError| BusError::Broker(error.to_string());
         let group = state
             .core
             .group(&options.queue_group, &subjects, options.max_deliver)

@@ -14,17 +14,21 @@
 //!
 //! # Layout
 //!
-//! - [`core`]: the embedded broker's deterministic state machine (stream, duplicate window,
-//!   one durable consumer per queue group); the conformance harness steps it directly.
-//! - [`embedded`]: [`EmbeddedBus`], the tokio driver around one core (pull-based members,
-//!   ack-wait and nak-delay timers).
+//! - [`broker`]: the embedded broker's clockless state machine, [`broker::BrokerCore`] (the
+//!   stream and its duplicate window, one durable consumer per queue group, members, dead
+//!   letters); the conformance harness steps it directly. One file per part: `stream`,
+//!   `groups`, `delivery`; its unit tests in `broker/tests.rs`.
+//! - [`embedded`]: [`EmbeddedBus`], the tokio driver around one broker core (pull-based
+//!   members, ack-wait and nak-delay timers).
 //! - [`jetstream`]: [`JetStreamBus`], the same contract on NATS JetStream (one stream over the
-//!   four subjects, one durable pull consumer per queue group).
+//!   four subjects, one durable pull consumer per queue group). One file per part: `config`,
+//!   `setup` (connecting; the stream's and consumers' configuration), `publish`, `members`
+//!   (the subscription and its puller), `delivery` (ack, nak, term), `dead_letters`.
 //! - [`listener`]: the member runtime the services run: pull under `max_in_flight`, decode,
 //!   terminate what does not decode, hand the rest to a [`listener::Handler`], shut down
 //!   gracefully.
 
-pub mod core;
+pub mod broker;
 #[cfg(not(loom))]
 pub mod embedded;
 #[cfg(not(loom))]

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::events::{Event, OrderCancelled, OrderCreated, OrderedTicket, TicketRef};
+use crate::events::{Event, OrderCancelled, OrderCreated};
 use crate::id::Id;
 use crate::price::Price;
 use crate::records::{Order, OrderStatus, Record, Reservation, Ticket, TicketReplica, Version};
@@ -262,18 +262,7 @@ impl MemStore {
             });
         }
         let reservation = entry.count + 1;
-        let event = OrderCreated {
-            id: order.id,
-            version: order.version,
-            status: order.status,
-            user_id: order.user_id.clone(),
-            expires_at: order.expires_at,
-            ticket: OrderedTicket {
-                id: order.ticket_id,
-                price,
-            },
-            reservation,
-        };
+        let event = order.created_event(price, reservation);
         let outboxed = outbox.then(|| Event::OrderCreated(event.clone()));
         let order = tables.orders.insert(order, || self.push_outbox(outboxed))?;
         entry.count = reservation;
@@ -291,14 +280,7 @@ impl MemStore {
         let mut reservations = tables.reservations.shard(&order.ticket_id).lock();
         let entry = reservations.entry(order.ticket_id).or_default();
         let reservation = entry.count + 1;
-        let event = OrderCancelled {
-            id: order.id,
-            version: order.version + 1,
-            ticket: TicketRef {
-                id: order.ticket_id,
-            },
-            reservation,
-        };
+        let event = order.cancelled_event(reservation);
         let outboxed = outbox.then(|| Event::OrderCancelled(event.clone()));
         let cancelled = Order {
             status: OrderStatus::Cancelled,

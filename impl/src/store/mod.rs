@@ -7,8 +7,21 @@
 //! carries an event puts the record change and the event in the outbox in one atomic write, so
 //! a crash can never keep one without the other.
 //!
-//! Backends: [`mem::MemStore`] (the embedded default, checked with loom) and `pg::PgStore`
-//! (PostgreSQL). Each service owns one store; the two services never share one.
+//! Each service owns one store; the two services never share one.
+//!
+//! # Layout
+//!
+//! - [`mem`]: [`MemStore`], the embedded default: sharded `Mutex<HashMap>` tables, checked
+//!   with loom.
+//! - `pg`: `PgStore` on PostgreSQL (left out of the loom build), a folder of one job per file:
+//!   `connect` (options, the pool confined to one schema), `migrate`, `sql` (every statement's
+//!   text), `tables` (record kind to table), `records` (reads and the one write path that puts
+//!   a record change and its event in one statement), `order_book` (the reservation and
+//!   cancellation transactions), `outbox` (the relay's reads, LISTEN/NOTIFY), `values`,
+//!   `errors`.
+//!
+//! The records build the order book's events themselves ([`Order::created_event`],
+//! [`Order::cancelled_event`]), so both backends stamp the same event for the same write.
 
 use std::future::Future;
 

@@ -1,0 +1,129 @@
+//! The stream: every published message at the next sequence number, its subject interned,
+//! and the duplicate window of publish ids.
+//!
+//! The invariant: sequence numbers start at 1 and never skip or repeat; a publish whose
+//! publish id is in the duplicate window stores nothing.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{BrokerCore, DuplicateWindow, Seq, StoredMessage};
+use crate::bus::PublishAck;
+
+/// Interned subject: the stream stores a small index instead of a string per message.
+pub(super) type SubjectId = u32;
+
+/// A message as the stream keeps it.
+pub(super) struct Stored {
+    pub(super) subject: SubjectId,
+    pub(super) payload: Bytes,
+    pub(super) publish_id: Option<Arc<str>>,
+}
+
+/// The publish ids in the duplicate window.
+pub(super) struct Dedup {
+    window: DuplicateWindow,
+    ids: HashMap<Arc<str>, Seq>,
+    /// Ids in the order stored, to forget the oldest (only for [`DuplicateWindow::Recent`]).
+    order: VecDeque<Arc<str>>,
+}
+
+impl Dedup {
+    pub(super) fn new(window: DuplicateWindow) -> Self {
+        Self {
+            window,
+            ids: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn is_duplicate(&self, id: &str) -> bool {
+        self.ids.contains_key(id)
+    }
+
+    fn remember(&mut self, id: &Arc<str>, seq: Seq) {
+        match self.window {
+            DuplicateWindow::Recent(0) => {}
+            DuplicateWindow::Recent(limit) => {
+                self.ids.insert(Arc::clone(id), seq);
+                self.order.push_back(Arc::clone(id));
+                while self.order.len() > limit {
+                    if let Some(oldest) = self.order.pop_front() {
+                        self.ids.remove(&*oldest);
+                    }
+                }
+            }
+            DuplicateWindow::Unbounded => {
+                self.ids.insert(Arc::clone(id), seq);
+            }
+        }
+    }
+}
+
+impl BrokerCore {
+    pub(super) fn intern(&mut self, subject: &str) -> SubjectId {
+        // A handful of subjects in practice: comparing them beats hashing the name.
+        if self.subjects.len() <= 8 {
+            if let Some(index) = self.subjects.iter().position(|known| **known == *subject) {
+                return index as SubjectId;
+            }
+        } else if let Some(&id) = self.subject_ids.get(subject) {
+            return id;
+        }
+        let name: Arc<str> = Arc::from(subject);
+        // More than 4 billion distinct subjects cannot be stored anyway.
+        let id = self.subjects.len() as SubjectId;
+        self.subjects.push(Arc::clone(&name));
+        self.subject_ids.insert(name, id);
+        id
+    }
+
+    /// Stores a message, unless `publish_id` is in the duplicate window.
+    pub fn publish(
+        &mut self,
+        subject: &str,
+        payload: Bytes,
+        publish_id: Option<&str>,
+    ) -> PublishAck {
+        if publish_id.is_some_and(|id| self.dedup.is_duplicate(id)) {
+            return PublishAck::Duplicate;
+        }
+        let subject = self.intern(subject);
+        let seq = self.stream.len() as Seq + 1;
+        let publish_id = publish_id.map(Arc::<str>::from);
+        if let Some(id) = &publish_id {
+            self.dedup.remember(id, seq);
+        }
+        self.stream.push(Stored {
+            subject,
+            payload,
+            publish_id,
+        });
+        PublishAck::Stored { seq }
+    }
+
+    /// Messages stored.
+    pub fn stream_len(&self) -> u64 {
+        self.stream.len() as u64
+    }
+
+    /// Message `seq`, as stored.
+    pub fn message(&self, seq: Seq) -> Option<StoredMessage<'_>> {
+        let stored = self
+            .stream
+            .get(usize::try_from(seq.checked_sub(1)?).ok()?)?;
+        Some(StoredMessage {
+            seq,
+            subject: &self.subjects[stored.subject as usize],
+            payload: &stored.payload,
+            publish_id: stored.publish_id.as_deref(),
+        })
+    }
+
+    /// Every stored message, in stream order.
+    pub fn messages(&self) -> impl Iterator<Item = StoredMessage<'_>> + '_ {
+        (1..=self.stream.len() as Seq).filter_map(|seq| self.message(seq))
+    }
+}

@@ -1,0 +1,141 @@
+//! Dead letters on JetStream: the list this process keeps ([`crate::bus::Bus::dead_letters`]),
+//! and the task that records messages that ran out of deliveries from the server's
+//! `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>` advisories, fetching each
+//! payload by stream sequence. Terms are recorded by the delivery that sent them.
+//!
+//! The invariant: the advisory subscription is registered on the server before the bus is
+//! handed out, so no message can run out of deliveries unrecorded while the bus lives.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::{JetStreamConfig, broker};
+use crate::bus::{BusError, DeadLetter, DeadLetterReason, QueueGroup};
+use crate::sync::Mutex;
+
+/// The dead letters this process recorded, oldest first; clones share one list (the bus, its
+/// members' deliveries and the advisory task).
+#[derive(Clone, Default)]
+pub(super) struct DeadLetters(Arc<Mutex<Vec<DeadLetter>>>);
+
+impl DeadLetters {
+    /// Appends a dead letter.
+    pub(super) fn record(&self, dead: DeadLetter) {
+        self.0.lock().push(dead);
+    }
+
+    /// Every dead letter so far, oldest first.
+    pub(super) fn all(&self) -> Vec<DeadLetter> {
+        self.0.lock().clone()
+    }
+}
+
+/// `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES` (the fields we use).
+#[derive(Debug, Deserialize)]
+struct MaxDeliveriesAdvisory {
+    consumer: String,
+    stream_seq: u64,
+    deliveries: u64,
+}
+
+/// Subscribes to the stream's max-deliveries advisories and records them into `dead_letters`
+/// until `stop`.
+pub(super) async fn record_advisories(
+    client: &async_nats::Client,
+    stream: &jetstream::stream::Stream,
+    config: &JetStreamConfig,
+    dead_letters: &DeadLetters,
+    stop: &CancellationToken,
+) -> Result<(), BusError> {
+    let advisories = client
+        .subscribe(format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
+            config.stream
+        ))
+        .await
+        .map_err(broker)?;
+    // The subscription must be registered before any delivery can run out.
+    client.flush().await.map_err(broker)?;
+    tokio::spawn(record_max_deliveries(
+        advisories,
+        stream.clone(),
+        config.clone(),
+        dead_letters.clone(),
+        stop.clone(),
+    ));
+    Ok(())
+}
+
+/// Records messages that ran out of deliveries, from the server's advisories, until stopped.
+async fn record_max_deliveries(
+    mut advisories: async_nats::Subscriber,
+    stream: jetstream::stream::Stream,
+    config: JetStreamConfig,
+    dead_letters: DeadLetters,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return,
+            message = advisories.next() => match message {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        let advisory: MaxDeliveriesAdvisory = match serde_json::from_slice(&message.payload) {
+            Ok(advisory) => advisory,
+            Err(error) => {
+                tracing::warn!("unreadable max-deliveries advisory: {error}");
+                continue;
+            }
+        };
+        let fetched = tokio::time::timeout(
+            config.request_timeout,
+            stream.get_raw_message(advisory.stream_seq),
+        )
+        .await;
+        let (subject, payload) = match fetched {
+            Ok(Ok(stored)) => (
+                strip_prefix(&config.subject_prefix, &stored.subject).to_owned(),
+                stored.payload.to_vec(),
+            ),
+            Ok(Err(error)) => {
+                tracing::warn!(
+                    stream_seq = advisory.stream_seq,
+                    "cannot fetch a dead letter: {error}"
+                );
+                (String::new(), Vec::new())
+            }
+            Err(_) => {
+                tracing::warn!(
+                    stream_seq = advisory.stream_seq,
+                    "fetching a dead letter timed out"
+                );
+                (String::new(), Vec::new())
+            }
+        };
+        tracing::warn!(
+            queue_group = %advisory.consumer,
+            stream_seq = advisory.stream_seq,
+            deliveries = advisory.deliveries,
+            "dead-lettered after max deliveries"
+        );
+        dead_letters.record(DeadLetter {
+            queue_group: QueueGroup::from(advisory.consumer),
+            subject,
+            stream_seq: advisory.stream_seq,
+            payload,
+            reason: DeadLetterReason::MaxDeliveries(
+                u32::try_from(advisory.deliveries).unwrap_or(u32::MAX),
+            ),
+        });
+    }
+}
+
+fn strip_prefix<'a>(prefix: &str, subject: &'a str) -> &'a str {
+    subject.strip_prefix(prefix).unwrap_or(subject)
+}

@@ -1,0 +1,149 @@
+//! The transactional outbox on PostgreSQL: the relay's reads and deletes, the encoding of an
+//! event as an outbox row, and the LISTEN/NOTIFY wake-up.
+//!
+//! Entries are written only by the write path ([`super::records`]), in the same statement as
+//! their record change; the payload column is `json`, the event's encoding verbatim. A trigger
+//! on the outbox notifies channel `outbox:<schema>` when an entry commits; one dedicated
+//! connection, opened by the first [`Outbox::outbox_written`], listens on it.
+//!
+//! The invariant: a relay waiting in [`Outbox::outbox_written`] never misses a committed
+//! entry for longer than [`super::PgStoreOptions::outbox_poll`]: a notification with nobody
+//! waiting is kept as a permit, entries written before LISTEN took effect get one wake-up, and
+//! the polling interval covers a lost listener connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::PgStore;
+use super::errors::Doing;
+use super::sql::{MARK_PUBLISHED, PENDING_OUTBOX, listen};
+use super::values::{Value, to_u64};
+use crate::events::Event;
+use crate::store::{Outbox, OutboxEntry, StoreError};
+
+impl Outbox for PgStore {
+    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let doing = Doing::all("read", "outbox");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.query(doing, PENDING_OUTBOX, &[&limit]).await?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get(0).map_err(|error| self.failed(doing, error))?;
+                let subject: &str = row.try_get(1).map_err(|error| self.failed(doing, error))?;
+                let payload: &str = row.try_get(2).map_err(|error| self.failed(doing, error))?;
+                let event = Event::decode(subject, payload.as_bytes())
+                    .map_err(|error| self.corrupt(doing, format!("outbox entry {seq}: {error}")))?;
+                let seq = to_u64(seq, "outbox seq").map_err(|why| self.corrupt(doing, why))?;
+                Ok(OutboxEntry { seq, event })
+            })
+            .collect()
+    }
+
+    async fn mark_published(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let doing = Doing::all("mark published in", "outbox");
+        // A seq beyond bigint names no entry; dropping it deletes nothing, as intended.
+        let seqs: Vec<i64> = seqs
+            .iter()
+            .filter_map(|seq| i64::try_from(*seq).ok())
+            .collect();
+        self.query(doing, MARK_PUBLISHED, &[&seqs]).await?;
+        Ok(())
+    }
+
+    async fn outbox_written(&self) {
+        self.listen_for_outbox();
+        let notified = self.inner.outbox_signal.notified();
+        // Either outcome means "look now"; the timeout is the polling fallback.
+        let _ = tokio::time::timeout(self.inner.outbox_poll, notified).await;
+    }
+}
+
+/// The subject and payload parameters of an outbox entry.
+pub(super) fn outbox_values(event: &Event) -> Result<[Value; 2], String> {
+    let payload = event.encode().map_err(|error| error.to_string())?;
+    let payload = String::from_utf8(payload).map_err(|error| error.to_string())?;
+    Ok([
+        Value::Static(event.subject().as_str()),
+        Value::Owned(payload),
+    ])
+}
+
+/// Aborts its task when dropped: the listener stops with the store.
+pub(super) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl PgStore {
+    /// Starts the outbox listener once.
+    fn listen_for_outbox(&self) {
+        self.inner.listener.get_or_init(|| {
+            AbortOnDrop(tokio::spawn(outbox_listener(
+                self.inner.config.clone(),
+                format!("outbox:{}", self.inner.schema),
+                Arc::clone(&self.inner.outbox_signal),
+                self.inner.outbox_poll,
+            )))
+        });
+    }
+}
+
+/// Keeps one LISTEN connection open and turns its notifications into wake-ups; reconnects
+/// after `retry` if the connection is lost (the relay polls meanwhile).
+async fn outbox_listener(
+    config: tokio_postgres::Config,
+    channel: String,
+    signal: Arc<Notify>,
+    retry: Duration,
+) {
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let listen_sql = listen(&channel);
+                let listen = client.batch_execute(&listen_sql);
+                tokio::pin!(listen);
+                let mut listening = false;
+                loop {
+                    tokio::select! {
+                        listened = &mut listen, if !listening => match listened {
+                            Ok(()) => {
+                                listening = true;
+                                // Entries written before LISTEN took effect were not
+                                // announced: have the relay look once.
+                                signal.notify_one();
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, %channel, "outbox LISTEN failed");
+                                break;
+                            }
+                        },
+                        message = messages.next() => match message {
+                            Some(Ok(AsyncMessage::Notification(_))) => signal.notify_one(),
+                            Some(Ok(_)) => {}
+                            Some(Err(error)) => {
+                                tracing::warn!(%error, %channel, "outbox listener lost its connection");
+                                break;
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, %channel, "outbox listener cannot connect");
+            }
+        }
+        tokio::time::sleep(retry).await;
+    }
+}

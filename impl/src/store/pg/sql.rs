@@ -1,0 +1,307 @@
+//! Every statement [`super::PgStore`] runs, as named constants: each record table's
+//! statements, the order book's, the outbox's and the migrations' bookkeeping.
+//!
+//! The invariant: a write that carries an event has a second form, the same statement with
+//! the event's insert into the outbox as a further data-modifying `WITH` query that reads the
+//! rows the write returned (`outboxed!`): the outbox entry is written exactly when the record
+//! change is, in one statement. The write and its event are never two statements.
+//!
+//! Parameters are a record's values in column order, `id` first (see
+//! [`super::tables::PgRecord::values`]); a write's event follows as two more, its subject and
+//! its payload (`json`, sent as text).
+
+/// A write's two forms: the statement alone, and the statement with its event's insert into
+/// the outbox.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WriteSql {
+    /// The record's write only.
+    pub(super) alone: &'static str,
+    /// The record's write and, for each row it wrote, the event's outbox insert.
+    pub(super) with_event: &'static str,
+}
+
+/// A record table's statements.
+#[derive(Debug)]
+pub(super) struct TableSql {
+    /// The record with id `$1`.
+    pub(super) find: &'static str,
+    /// Every record.
+    pub(super) list: &'static str,
+    /// Inserts unless the id exists; answers how many rows it inserted (0 or 1). The
+    /// `version` parameter is the version to store.
+    pub(super) insert: WriteSql,
+    /// Update-if-current; answers the stored version, or no row when the id is missing or
+    /// its version is not the `version` parameter (the version the record was read at).
+    pub(super) save: WriteSql,
+    /// The stored version, to tell why a save matched no row.
+    pub(super) version: &'static str,
+}
+
+/// The outbox insert of a write's `with_event` form: the event (`$outbox`: its subject and
+/// payload parameters) once per row of the `WITH` query `$written`.
+macro_rules! outboxed {
+    ($written:literal, $outbox:literal) => {
+        concat!(
+            "outboxed AS (INSERT INTO outbox (subject, payload) SELECT ",
+            $outbox,
+            " FROM ",
+            $written,
+            ")"
+        )
+    };
+}
+
+/// An insert (`INSERT INTO ... VALUES` or `... SELECT`) that does nothing when the id exists,
+/// answering how many rows it inserted.
+macro_rules! insert_sql {
+    ($insert:expr, outbox: $outbox:literal) => {
+        WriteSql {
+            alone: concat!(
+                "WITH inserted AS (",
+                $insert,
+                " ON CONFLICT (id) DO NOTHING RETURNING 1) SELECT count(*) FROM inserted"
+            ),
+            with_event: concat!(
+                "WITH inserted AS (",
+                $insert,
+                " ON CONFLICT (id) DO NOTHING RETURNING 1), ",
+                outboxed!("inserted", $outbox),
+                " SELECT count(*) FROM inserted"
+            ),
+        }
+    };
+}
+
+/// A table's statements, from its name, columns, the insert's placeholders, the save's `SET`
+/// list, the placeholder of the version the record was read at, and the event's placeholders.
+macro_rules! table_sql {
+    (
+        table: $table:literal,
+        columns: $columns:expr,
+        values: $values:literal,
+        set: $set:literal,
+        read_version: $read_version:literal,
+        outbox: $outbox:literal $(,)?
+    ) => {
+        TableSql {
+            find: concat!("SELECT ", $columns, " FROM ", $table, " WHERE id = $1"),
+            list: concat!("SELECT ", $columns, " FROM ", $table),
+            insert: insert_sql!(
+                concat!(
+                    "INSERT INTO ",
+                    $table,
+                    " (",
+                    $columns,
+                    ") VALUES (",
+                    $values,
+                    ")"
+                ),
+                outbox: $outbox
+            ),
+            save: WriteSql {
+                alone: concat!(
+                    "UPDATE ",
+                    $table,
+                    " SET ",
+                    $set,
+                    ", version = version + 1 WHERE id = $1 AND version = ",
+                    $read_version,
+                    " RETURNING version"
+                ),
+                with_event: concat!(
+                    "WITH saved AS (UPDATE ",
+                    $table,
+                    " SET ",
+                    $set,
+                    ", version = version + 1 WHERE id = $1 AND version = ",
+                    $read_version,
+                    " RETURNING version), ",
+                    outboxed!("saved", $outbox),
+                    " SELECT version FROM saved"
+                ),
+            },
+            version: concat!("SELECT version FROM ", $table, " WHERE id = $1"),
+        }
+    };
+}
+
+macro_rules! ticket_columns {
+    () => {
+        "id, title, price_cents, user_id, version, order_id, reservation"
+    };
+}
+
+macro_rules! order_columns {
+    () => {
+        "id, user_id, status, expires_at_ms, ticket_id, version"
+    };
+}
+
+/// The tickets service's tickets.
+pub(super) const TICKETS: TableSql = table_sql! {
+    table: "tickets",
+    columns: ticket_columns!(),
+    values: "$1, $2, $3, $4, $5, $6, $7",
+    set: "title = $2, price_cents = $3, user_id = $4, order_id = $6, reservation = $7",
+    read_version: "$5",
+    outbox: "$8::text, $9::text::json",
+};
+
+/// Tickets no order holds (`GET /api/tickets`).
+pub(super) const LIST_UNRESERVED_TICKETS: &str = concat!(
+    "SELECT ",
+    ticket_columns!(),
+    " FROM tickets WHERE order_id IS NULL"
+);
+
+/// The tickets of user `$1`.
+pub(super) const LIST_TICKETS_BY_USER: &str = concat!(
+    "SELECT ",
+    ticket_columns!(),
+    " FROM tickets WHERE user_id = $1"
+);
+
+/// The orders service's replicas of tickets.
+pub(super) const TICKET_REPLICAS: TableSql = table_sql! {
+    table: "ticket_replicas",
+    columns: "id, title, price_cents, version",
+    values: "$1, $2, $3, $4",
+    set: "title = $2, price_cents = $3",
+    read_version: "$4",
+    outbox: "$5::text, $6::text::json",
+};
+
+/// The orders service's orders. Their insert is also the unchecked reservation's
+/// (`racy-reserve`): the one-active-order index still refuses a second active order.
+pub(super) const ORDERS: TableSql = table_sql! {
+    table: "orders",
+    columns: order_columns!(),
+    values: "$1, $2, $3, $4, $5, $6",
+    set: "user_id = $2, status = $3, expires_at_ms = $4, ticket_id = $5",
+    read_version: "$6",
+    outbox: "$7::text, $8::text::json",
+};
+
+/// The orders of user `$1`.
+pub(super) const LIST_ORDERS_BY_USER: &str = concat!(
+    "SELECT ",
+    order_columns!(),
+    " FROM orders WHERE user_id = $1"
+);
+
+/// The partial unique index that allows one active order per ticket (`0002_orders.sql`).
+pub(super) const ONE_ACTIVE_ORDER_PER_TICKET: &str = "orders_one_active_per_ticket";
+
+/// The active order on ticket `$1`.
+pub(super) const ACTIVE_ORDER: &str = concat!(
+    "SELECT ",
+    order_columns!(),
+    " FROM orders WHERE ticket_id = $1 AND status <> 'cancelled' LIMIT 1"
+);
+
+/// The id of the active order on ticket `$1`.
+pub(super) const ACTIVE_ORDER_ID: &str =
+    "SELECT id FROM orders WHERE ticket_id = $1 AND status <> 'cancelled' LIMIT 1";
+
+/// The atomic reservation's insert: nothing when the ticket has an active order (checked
+/// while the ticket's counter row is locked) or the id exists. The parameters are typed
+/// here, as `SELECT` does not infer them from the columns.
+pub(super) const INSERT_ORDER_UNLESS_RESERVED: WriteSql = insert_sql!(
+    concat!(
+        "INSERT INTO orders (",
+        order_columns!(),
+        ") SELECT $1::bytea, $2::text, $3::text, $4::bigint, $5::bytea, $6::bigint \
+         WHERE NOT EXISTS (SELECT 1 FROM orders WHERE ticket_id = $5 AND status <> 'cancelled')"
+    ),
+    outbox: "$7::text, $8::text::json"
+);
+
+/// Locks ticket `$1`'s reservation counter row (creating it at 1) and counts one change.
+pub(super) const COUNT_RESERVATION_CHANGE: &str = "INSERT INTO ticket_reservations (ticket_id, changes) VALUES ($1, 1) ON CONFLICT (ticket_id) DO UPDATE SET changes = ticket_reservations.changes + 1 RETURNING changes";
+
+/// How many reservation changes ticket `$1` has had (no row: none).
+pub(super) const RESERVATION_COUNT: &str =
+    "SELECT changes FROM ticket_reservations WHERE ticket_id = $1";
+
+/// Up to `$1` outbox entries, oldest first.
+pub(super) const PENDING_OUTBOX: &str =
+    "SELECT seq, subject, payload::text FROM outbox ORDER BY seq LIMIT $1";
+
+/// Deletes the published outbox entries `$1`.
+pub(super) const MARK_PUBLISHED: &str = "DELETE FROM outbox WHERE seq = ANY($1)";
+
+/// Serialises migrations of one schema: an advisory lock keyed by `$1`, held to the end of
+/// the transaction.
+pub(super) const LOCK_MIGRATIONS: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+
+/// The versions of the applied migrations.
+pub(super) const APPLIED_MIGRATIONS: &str = "SELECT version FROM schema_migrations";
+
+/// The versions of the applied migrations, in order.
+pub(super) const APPLIED_MIGRATIONS_IN_ORDER: &str =
+    "SELECT version FROM schema_migrations ORDER BY version";
+
+/// Records migration `$1` named `$2` as applied.
+pub(super) const RECORD_MIGRATION: &str =
+    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)";
+
+/// Creates `schema` and its migrations table if missing, and works in it for the rest of the
+/// transaction. `schema` is a checked plain lowercase identifier: no quoting needed.
+pub(super) fn create_schema(schema: &str) -> String {
+    format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         SET LOCAL search_path TO {schema};
+         CREATE TABLE IF NOT EXISTS schema_migrations (
+             version integer PRIMARY KEY,
+             name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );"
+    )
+}
+
+/// Listens on notification channel `channel` (`outbox:` and a checked schema name: quoting
+/// suffices).
+pub(super) fn listen(channel: &str) -> String {
+    format!("LISTEN \"{channel}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLES: [&TableSql; 3] = [&TICKETS, &TICKET_REPLICAS, &ORDERS];
+
+    #[test]
+    fn save_statements_check_the_read_version_and_increment() {
+        assert!(
+            TICKETS
+                .save
+                .alone
+                .contains("version = version + 1 WHERE id = $1 AND version = $5")
+        );
+        assert!(ORDERS.save.with_event.contains("INSERT INTO outbox"));
+        assert!(!ORDERS.save.alone.contains("outbox"));
+    }
+
+    #[test]
+    fn only_the_with_event_forms_write_the_outbox_from_the_rows_written() {
+        let writes = TABLES
+            .iter()
+            .flat_map(|table| [table.insert, table.save])
+            .chain([INSERT_ORDER_UNLESS_RESERVED]);
+        for write in writes {
+            assert!(!write.alone.contains("outbox"), "{}", write.alone);
+            let written = if write.alone.starts_with("UPDATE") {
+                "FROM saved)"
+            } else {
+                "FROM inserted)"
+            };
+            assert!(
+                write.with_event.contains("INSERT INTO outbox")
+                    && write.with_event.contains(written),
+                "{}",
+                write.with_event
+            );
+        }
+    }
+}
