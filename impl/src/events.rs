@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::Id;
 use crate::price::Price;
-use crate::records::{OrderStatus, Reservation, Timestamp, Title, UserId, Version};
+use crate::values::{OrderStatus, Reservation, Timestamp, Title, UserId, Version};
 
 /// One of the four subjects events are published on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -7,8 +7,9 @@
 //!
 //! # Layout
 //!
-//! - [`id`], [`price`]: the small value types every record is made of (object ids, exact
-//!   prices in cents).
+//! - [`id`], [`price`], [`values`]: the small value types records and events are made of
+//!   (object ids, exact prices in cents, versions, reservation numbers, titles, user ids,
+//!   timestamps, order statuses).
 //! - [`events`]: the event vocabulary: the four subjects, their JSON payloads, and decoding that
 //!   turns any malformed payload into a typed error.
 //! - [`records`]: the stored records: the tickets service's [`records::Ticket`], the orders
@@ -39,4 +40,5 @@ pub mod services;
 pub mod store;
 pub mod sync;
 pub mod testkit;
+pub mod values;
 pub mod variant;
