@@ -13,10 +13,12 @@
 //! # Reading the model
 //!
 //! - [`config`]: the bounds (tickets, members, budgets) and the [`Variant`] checked.
+//! - [`action`]: what can happen in one step ([`Action`]), and who takes it (client,
+//!   adversary, system).
 //! - [`state`]: the state: stores, outboxes, broker, members, budgets, and the ghost
 //!   variables only properties read. Small fixed arrays of `u8`, so a state is cheap to copy
 //!   and hash.
-//! - [`system`]: the transitions. [`system::TicketingModel`] implements stateright's `Model`:
+//! - [`system`]: the transitions. [`TicketingModel`] implements stateright's `Model`:
 //!   `actions` lists what is enabled, `next_state` is one `match`. One step is one store or
 //!   broker operation of the implementation (a listener's read and its save are separate
 //!   steps), except where merging is sound and documented.
@@ -29,6 +31,7 @@
 //! - [`svg`]: a drawing of a state for stateright's explorer.
 //! - [`run`]: running the checker (strategies, threads, progress, verdicts).
 
+pub mod action;
 pub mod config;
 pub mod properties;
 pub mod rank;
@@ -39,6 +42,7 @@ pub mod symmetry;
 pub mod system;
 pub mod trace;
 
+pub use action::Action;
 pub use config::{Config, Variant};
 pub use state::State;
-pub use system::{Action, TicketingModel};
+pub use system::TicketingModel;

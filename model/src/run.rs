@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use stateright::{Checker, HasDiscoveries, Model, Path, UniformChooser};
 
+use crate::action::Action;
 use crate::config::Config;
 use crate::properties::{Prop, must_violate};
 use crate::state::State;
-use crate::system::{Action, TicketingModel};
+use crate::system::TicketingModel;
 use crate::trace::complete_to_quiescence;
 
 /// How the state space is explored.

@@ -6,9 +6,10 @@ use std::fmt::Write as _;
 
 use stateright::Path;
 
+use crate::action::Action;
 use crate::properties::Prop;
 use crate::state::{Group, Member, Service, State, Status, Step};
-use crate::system::{Action, TicketingModel};
+use crate::system::TicketingModel;
 use crate::trace::{describe_action, describe_event};
 
 const WIDTH: i32 = 980;

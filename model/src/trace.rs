@@ -10,10 +10,11 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use stateright::{Model, Path};
 
+use crate::action::{Action, Actor};
 use crate::config::{Config, Variant};
 use crate::properties::Prop;
 use crate::state::{Event, Group, Member, Service, State, Status, Step};
-use crate::system::{Action, Actor, TicketingModel};
+use crate::system::TicketingModel;
 
 /// A path through the model, with the state expected after every action.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
