@@ -28,6 +28,8 @@
 //! - [`rank`]: a ranking function that strictly decreases on every step: the state graph is
 //!   acyclic, so every maximal path ends in a quiescent state.
 //! - [`trace`]: counterexamples as readable numbered traces and as JSON for the harness.
+//! - [`words`]: events, actions, steps and members in words, for traces, the explorer and
+//!   the harness's reports.
 //! - [`svg`]: a drawing of a state for stateright's explorer.
 //! - [`run`]: running the checker (strategies, threads, progress, verdicts).
 
@@ -41,6 +43,7 @@ pub mod svg;
 pub mod symmetry;
 pub mod system;
 pub mod trace;
+pub mod words;
 
 pub use action::Action;
 pub use config::{Config, Variant};

@@ -21,7 +21,7 @@ use stateright::{Model, Property};
 use crate::config::Variant;
 use crate::state::{Event, Member, State, Status, Step};
 use crate::system::TicketingModel;
-use crate::trace::describe_event;
+use crate::words::describe_event;
 
 /// One of the eight properties.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

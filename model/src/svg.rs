@@ -1,6 +1,6 @@
 //! A drawing of the last state of a path, for stateright's explorer: the two services' stores
 //! side by side, their outboxes and members, and the broker's messages with their status, so
-//! a person can follow a counterexample by eye.
+//! a person can follow a counterexample by eye. The wording is [`crate::words`]'s.
 
 use std::fmt::Write as _;
 
@@ -8,9 +8,9 @@ use stateright::Path;
 
 use crate::action::Action;
 use crate::properties::Prop;
-use crate::state::{Group, Member, Service, State, Status, Step};
+use crate::state::{Group, Service, State};
 use crate::system::TicketingModel;
-use crate::trace::{describe_action, describe_event};
+use crate::words::{describe_action, describe_event, member_progress, message_status};
 
 const WIDTH: i32 = 980;
 const LINE: i32 = 18;
@@ -43,29 +43,6 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-fn member_line(member: &Member) -> String {
-    match member {
-        Member::Idle => "idle".into(),
-        Member::Busy {
-            message,
-            delivery,
-            acked,
-            step,
-        } => {
-            let next = match step {
-                Step::Read => "read".to_string(),
-                Step::Save { read_version } => format!("save (read v{read_version})"),
-                Step::Publish { .. } => "publish".to_string(),
-                Step::Ack => "ack".to_string(),
-            };
-            format!(
-                "msg {message} (delivery {delivery}{}): next {next}",
-                if *acked { ", acked" } else { "" }
-            )
-        }
-    }
 }
 
 /// Draws the last state of `path`.
@@ -145,14 +122,8 @@ pub fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String {
     // Broker.
     let mut lines = Vec::new();
     for (index, message) in state.messages.as_slice().iter().enumerate() {
-        let status = match message.status {
-            Status::Pending => format!("pending, {} deliveries so far", message.deliveries),
-            Status::InFlight => format!("in flight (delivery {})", message.deliveries),
-            Status::Acked => "acked".to_string(),
-            Status::Dead => "DEAD-LETTERED".to_string(),
-        };
         lines.push(format!("{index}: {}", describe_event(&message.event)));
-        lines.push(format!("    {status}"));
+        lines.push(format!("    {}", message_status(message)));
     }
     let height = column(&mut canvas, 10 + 2 * COLUMN, y, "broker (stream)", &lines);
 
@@ -176,7 +147,7 @@ fn push_outbox(lines: &mut Vec<String>, state: &State, service: Service) {
 fn push_members(lines: &mut Vec<String>, state: &State, group: Group, members: usize) {
     lines.push(format!("{} members:", group.name()));
     for (m, member) in state.group_members(group).iter().take(members).enumerate() {
-        lines.push(format!("  m{m}: {}", member_line(member)));
+        lines.push(format!("  m{m}: {}", member_progress(member)));
     }
 }
 

@@ -702,12 +702,12 @@ impl Model for TicketingModel {
     }
 
     fn format_action(&self, action: &Action) -> String {
-        crate::trace::describe_action(action)
+        crate::words::describe_action(action)
     }
 
     fn format_step(&self, last: &State, action: Action) -> Option<String> {
         let next = self.next_state(last, action)?;
-        Some(crate::trace::describe_step(last, &action, &next))
+        Some(crate::words::describe_step(last, &action, &next))
     }
 
     fn as_svg(&self, path: Path<State, Action>) -> Option<String> {
