@@ -13,10 +13,11 @@
 //! of whose event is left anywhere, a wrong reservation no event or client can change any
 //! more). The checker then finds the shortest path to the point of no return instead of
 //! exploring every interleaving up to quiescence, and the reported trace is that path
-//! completed to a quiescent state ([`crate::trace::complete_to_quiescence`]). `tests/doomed.rs`
-//! checks each predicate's claim on every reachable state of small configurations.
+//! completed to a quiescent state (the `trace` module's `complete_to_quiescence`).
+//! `tests/doomed.rs` checks each predicate's claim on every reachable state of small
+//! configurations.
 
-use stateright::{Model, Property};
+use stateright::Property;
 
 use crate::config::Variant;
 use crate::state::{Event, Member, State, Status, Step};
@@ -506,13 +507,4 @@ pub fn explain(prop: Prop, model: &TicketingModel, state: &State) -> String {
             format!("nothing left to do, but {}", stuck.join("; "))
         }
     }
-}
-
-/// Checks that every property in `props` is one the model reports (used by tests).
-pub fn names_match(model: &TicketingModel) -> bool {
-    model
-        .properties()
-        .iter()
-        .zip(Prop::ALL)
-        .all(|(property, prop)| property.name == prop.name())
 }

@@ -1,15 +1,20 @@
 //! Counterexamples, for people and for the harness.
 //!
 //! For people: each step is one numbered line saying what happened, followed by the state
-//! change that matters, as [`crate::words`] puts it. For the harness: a JSON [`Trace`] of actions with the model state expected after
-//! each (SPEC.md section 4).
+//! change that matters, as [`crate::words`] puts it. For the harness: a JSON [`Trace`] of
+//! actions with the model state expected after each (SPEC.md section 4). A liveness
+//! counterexample is completed to the quiescent state where the property is judged.
+//!
+//! The invariant: a trace is a path of the model: every action was enabled in the state
+//! before it, and every recorded state is the one the model reaches
+//! ([`Trace::check_against`] checks it).
 
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use stateright::{Model, Path};
 
-use crate::action::{Action, Actor};
+use crate::action::Action;
 use crate::config::{Config, Variant};
 use crate::properties::Prop;
 use crate::state::State;
@@ -152,7 +157,7 @@ pub fn complete_to_quiescence(
     let initial = pairs[0].0.clone();
     let mut actions: Vec<Action> = pairs.iter().filter_map(|(_, action)| *action).collect();
     let mut state = pairs[pairs.len() - 1].0.clone();
-    while let Some(action) = first_system_action(model, &state) {
+    while let Some(action) = model.first_system_action(&state) {
         let Some(next) = model.next_state(&state, action) else {
             break;
         };
@@ -166,30 +171,4 @@ pub fn complete_to_quiescence(
     );
     Path::from_actions(model, initial, &actions)
         .expect("a path built from enabled actions is a path of the model")
-}
-
-/// The first enabled system action, if any.
-pub fn first_system_action(model: &TicketingModel, state: &State) -> Option<Action> {
-    let mut first = None;
-    let _ = model.for_each_action(state, &mut |action| {
-        if action.actor() == Actor::System {
-            first = Some(action);
-            std::ops::ControlFlow::Break(())
-        } else {
-            std::ops::ControlFlow::Continue(())
-        }
-    });
-    first
-}
-
-impl TicketingModel {
-    /// The state after `action`, if it is enabled in `state`.
-    pub fn step(&self, state: &State, action: Action) -> Option<State> {
-        let mut enabled = Vec::new();
-        self.actions(state, &mut enabled);
-        if !enabled.contains(&action) {
-            return None;
-        }
-        self.next_state(state, action)
-    }
 }
