@@ -1,6 +1,9 @@
 //! A drawing of the last state of a path, for stateright's explorer: the two services' stores
 //! side by side, their outboxes and members, and the broker's messages with their status, so
 //! a person can follow a counterexample by eye. The wording is [`crate::words`]'s.
+//!
+//! The invariant: drawing only reads the state; a drawing is one SVG document whose text is
+//! escaped.
 
 use std::fmt::Write as _;
 
@@ -12,8 +15,11 @@ use crate::state::{Group, Service, State};
 use crate::system::TicketingModel;
 use crate::words::{describe_action, describe_event, member_progress, message_status};
 
+/// The drawing's width, in pixels: three columns and their margins.
 const WIDTH: i32 = 980;
+/// One line of text, in pixels.
 const LINE: i32 = 18;
+/// One column (a service or the broker), in pixels.
 const COLUMN: i32 = 320;
 
 struct Canvas {
@@ -82,8 +88,25 @@ pub fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String {
     }
     y += LINE / 2;
 
-    // Tickets service.
     let members = usize::from(model.config.members);
+    let lines = tickets_service_lines(state, members);
+    column(&mut canvas, 10, y, "tickets service", &lines);
+    let lines = orders_service_lines(state, members);
+    column(&mut canvas, 10 + COLUMN, y, "orders service", &lines);
+    let lines = broker_lines(state);
+    let height = column(&mut canvas, 10 + 2 * COLUMN, y, "broker (stream)", &lines);
+
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{}" font-family="monospace" font-size="12">
+<style>.box {{ fill: #f7f7f7; stroke: #888; }} .title {{ font-weight: bold; }} .bad {{ fill: #b00; font-weight: bold; }}</style>
+{}</svg>"#,
+        y + height + LINE,
+        canvas.body
+    )
+}
+
+/// The tickets service's column: its primaries, outbox and members.
+fn tickets_service_lines(state: &State, members: usize) -> Vec<String> {
     let mut lines = vec!["tickets (primary):".to_string()];
     for (t, ticket) in state.tickets.as_slice().iter().enumerate() {
         lines.push(format!(
@@ -98,9 +121,11 @@ pub fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String {
     }
     push_outbox(&mut lines, state, Service::Tickets);
     push_members(&mut lines, state, Group::Tickets, members);
-    column(&mut canvas, 10, y, "tickets service", &lines);
+    lines
+}
 
-    // Orders service.
+/// The orders service's column: its replicas, orders, outbox and members.
+fn orders_service_lines(state: &State, members: usize) -> Vec<String> {
     let mut lines = vec!["replicas:".to_string()];
     for t in 0..state.tickets.len() {
         lines.push(match state.replicas[t] {
@@ -117,23 +142,17 @@ pub fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String {
     }
     push_outbox(&mut lines, state, Service::Orders);
     push_members(&mut lines, state, Group::Orders, members);
-    column(&mut canvas, 10 + COLUMN, y, "orders service", &lines);
+    lines
+}
 
-    // Broker.
+/// The broker's column: every message of the stream and where it stands.
+fn broker_lines(state: &State) -> Vec<String> {
     let mut lines = Vec::new();
     for (index, message) in state.messages.as_slice().iter().enumerate() {
         lines.push(format!("{index}: {}", describe_event(&message.event)));
         lines.push(format!("    {}", message_status(message)));
     }
-    let height = column(&mut canvas, 10 + 2 * COLUMN, y, "broker (stream)", &lines);
-
-    format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{}" font-family="monospace" font-size="12">
-<style>.box {{ fill: #f7f7f7; stroke: #888; }} .title {{ font-weight: bold; }} .bad {{ fill: #b00; font-weight: bold; }}</style>
-{}</svg>"#,
-        y + height + LINE,
-        canvas.body
-    )
+    lines
 }
 
 fn push_outbox(lines: &mut Vec<String>, state: &State, service: Service) {
