@@ -35,7 +35,7 @@
 //!   acyclic, so every maximal path ends in a quiescent state.
 //! - [`properties`]: the eight properties, and which ones each variant must violate.
 //! - [`trace`]: counterexamples as readable numbered traces and as JSON for the harness.
-//! - [`svg`]: a drawing of a state for stateright's explorer.
+//! - `svg`: a drawing of a state for stateright's explorer.
 //! - [`machine`]: [`TicketingModel`] as stateright's `Model`: `actions` lists what is
 //!   enabled, `next_state` is one `match` over the action, calling its transition.
 //! - [`run`]: running the checker (strategies, threads, progress, verdicts).
@@ -47,7 +47,7 @@ pub mod properties;
 pub mod rank;
 pub mod run;
 pub mod state;
-pub mod svg;
+mod svg;
 pub mod symmetry;
 pub mod system;
 pub mod trace;

@@ -127,7 +127,7 @@ impl Prop {
 }
 
 /// The properties as stateright checks them, all `always` (see the module docs).
-pub fn all() -> Vec<Property<TicketingModel>> {
+pub(crate) fn all() -> Vec<Property<TicketingModel>> {
     macro_rules! always {
         ($prop:expr) => {
             Property::always($prop.name(), |model: &TicketingModel, state: &State| {
@@ -164,7 +164,7 @@ impl Requirement {
     }
 
     /// Whether the violated properties meet the requirement (for the reference: none).
-    pub fn met_by(&self, violated: &[Prop]) -> bool {
+    pub(crate) fn met_by(&self, violated: &[Prop]) -> bool {
         if self.is_empty() {
             return violated.is_empty();
         }
@@ -395,7 +395,7 @@ fn effect_written(ghost: &Ghost, event: Event) -> bool {
 }
 
 /// Every primary has a replica with its version and price.
-pub fn prices_converged(state: &State) -> bool {
+fn prices_converged(state: &State) -> bool {
     state
         .tickets
         .as_slice()
@@ -409,7 +409,7 @@ pub fn prices_converged(state: &State) -> bool {
 }
 
 /// Each ticket's order names its active order, or none if it has none.
-pub fn reservations_converged(state: &State) -> bool {
+fn reservations_converged(state: &State) -> bool {
     (0..state.tickets.len() as u8).all(|ticket| ticket_reservation_converged(state, ticket))
 }
 
@@ -424,7 +424,7 @@ fn ticket_reservation_converged(state: &State, ticket: u8) -> bool {
 }
 
 /// Every message acknowledged, none dead, nothing waiting to be published.
-pub fn nothing_stuck(state: &State) -> bool {
+fn nothing_stuck(state: &State) -> bool {
     state
         .messages
         .as_slice()

@@ -552,7 +552,7 @@ impl Event {
 
 impl Message {
     /// A key that orders messages totally (for the symmetry representative).
-    pub const fn sort_key(&self) -> u64 {
+    pub(crate) const fn sort_key(&self) -> u64 {
         let [kind, a, b, c, d] = self.event.pack();
         u64::from_be_bytes([0, kind, a, b, c, d, self.status as u8, self.deliveries])
     }

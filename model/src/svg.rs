@@ -52,7 +52,7 @@ fn escape(text: &str) -> String {
 }
 
 /// Draws the last state of `path`.
-pub fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String {
+pub(crate) fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String {
     let pairs = path.clone().into_vec();
     let Some((state, _)) = pairs.last() else {
         return String::new();

@@ -145,7 +145,7 @@ impl Trace {
 /// # Panics
 /// If the completed run ends converged: the doomed predicate that reported the violation
 /// was wrong, a bug in the model that must not go unnoticed.
-pub fn complete_to_quiescence(
+pub(crate) fn complete_to_quiescence(
     model: &TicketingModel,
     prop: Prop,
     path: Path<State, Action>,
