@@ -1,7 +1,8 @@
 //! What can happen in one step: the [`Action`]s, and who takes each ([`Actor`]).
 //!
 //! An action names what happens and to whom (a ticket, an order, a message, a member), never
-//! how: what it does to the state is its transition in the `system` module. Actions are also the harness's vocabulary: a JSON trace is a list of them.
+//! how: what it does to the state is its transition in the `system` module, one function per
+//! action kind. Actions are also the harness's vocabulary: a JSON trace is a list of them.
 //!
 //! The invariant: every action belongs to exactly one [`Actor`]; client and adversary actions
 //! spend a budget, system actions never do, so the system can always finish what it started.

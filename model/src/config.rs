@@ -3,6 +3,10 @@
 //! Budgets bound the adversary and the clients, never the system's own progress (SPEC.md
 //! section 3): client operations, crashes, spurious ack-wait expiries and duplicate publishes
 //! draw from budgets; delivering, relaying and applying are always enabled.
+//!
+//! The invariant: a configuration that passes [`Config::validate`] fits the state's fixed
+//! capacities (tickets, members, orders, versions, messages), so no run of the model can
+//! overflow them.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,4 +1,8 @@
 //! Running the checker: strategy, threads, symmetry, progress, and the verdicts.
+//!
+//! The invariant: a property is reported as holding only when the exploration was exhaustive
+//! and did not stop early; a liveness counterexample is reported completed to the quiescent
+//! state where it is judged.
 
 use std::io::IsTerminal;
 use std::sync::mpsc::RecvTimeoutError;
