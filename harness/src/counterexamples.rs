@@ -21,7 +21,7 @@
 
 use model::properties::{Prop, must_violate};
 use model::run::{RunOptions, Strategy, check};
-use model::trace::{Trace, first_system_action};
+use model::trace::Trace;
 use model::{Action, Config, State, TicketingModel, Variant};
 
 use crate::replay::{Replay, TraceError, replay_trace};
@@ -183,7 +183,7 @@ pub fn on_reference(config: Config, prop: Prop, trace: &Trace) -> Result<usize, 
             replay.step(action).map_err(|d| d.render())?;
         }
     }
-    while let Some(action) = first_system_action(&model, replay.state()) {
+    while let Some(action) = model.first_system_action(replay.state()) {
         replay.step(action).map_err(|d| d.render())?;
     }
     let observed: &State = replay.observed();

@@ -11,7 +11,8 @@ use stateright::Model;
 
 use model::properties::Prop;
 use model::state::{MAX_MEMBERS, Member, Status};
-use model::trace::{Trace, describe_step};
+use model::trace::Trace;
+use model::words::describe_step;
 use model::{Action, Config, State, TicketingModel};
 
 use crate::abstraction::observe;
@@ -88,7 +89,7 @@ impl Replay {
             None => {
                 self.actions.push(action);
                 self.descriptions
-                    .push(model::trace::describe_action(&action));
+                    .push(model::words::describe_action(&action));
                 Err(self.divergence(Departure::NotInModel))
             }
         }
@@ -146,7 +147,7 @@ impl Replay {
             expected.forget_the_irrelevant();
             self.descriptions.push(format!(
                 "stutter probe: {} (not applicable yet: the model leaves this delivery out)",
-                model::trace::describe_action(&action)
+                model::words::describe_action(&action)
             ));
             self.actions.push(action);
             self.probes += 1;

@@ -10,7 +10,7 @@ use model::state::{
     Group, MAX_MEMBERS, MAX_TICKETS, MAX_VERSIONS, Member, Message, Order, Replica, Service, State,
     Status, Step, Ticket,
 };
-use model::trace::describe_event;
+use model::words::describe_event;
 use model::{Action, Variant};
 
 /// One field that differs.

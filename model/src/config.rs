@@ -3,6 +3,10 @@
 //! Budgets bound the adversary and the clients, never the system's own progress (SPEC.md
 //! section 3): client operations, crashes, spurious ack-wait expiries and duplicate publishes
 //! draw from budgets; delivering, relaying and applying are always enabled.
+//!
+//! The invariant: a configuration that passes [`Config::validate`] fits the state's fixed
+//! capacities (tickets, members, orders, versions, messages), so no run of the model can
+//! overflow them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -75,15 +79,15 @@ impl Variant {
     }
 
     /// `ticket:updated` applies only at `version - 1`.
-    pub const fn checks_version(self) -> bool {
+    pub(crate) const fn checks_version(self) -> bool {
         !matches!(self, Variant::NaiveVersion)
     }
     /// Reservation changes publish `ticket:updated`.
-    pub const fn publishes_reservations(self) -> bool {
+    pub(crate) const fn publishes_reservations(self) -> bool {
         !matches!(self, Variant::NoReservePublish)
     }
     /// Edits of a reserved ticket are rejected.
-    pub const fn rejects_reserved_edits(self) -> bool {
+    pub(crate) const fn rejects_reserved_edits(self) -> bool {
         !matches!(self, Variant::EditReserved)
     }
     /// Listeners acknowledge after their write.
@@ -91,15 +95,15 @@ impl Variant {
         !matches!(self, Variant::AckBeforeSave)
     }
     /// Already-applied events are acknowledged and gaps wait.
-    pub const fn acks_duplicates(self) -> bool {
+    pub(crate) const fn acks_duplicates(self) -> bool {
         !matches!(self, Variant::CourseListener | Variant::Course)
     }
     /// The reservation check and insert are one atomic write.
-    pub const fn reserves_atomically(self) -> bool {
+    pub(crate) const fn reserves_atomically(self) -> bool {
         !matches!(self, Variant::RacyReserve | Variant::Course)
     }
     /// Order events apply in `reservation` order.
-    pub const fn orders_order_events(self) -> bool {
+    pub(crate) const fn orders_order_events(self) -> bool {
         !matches!(self, Variant::UnorderedOrderEvents | Variant::Course)
     }
     /// Transactional outbox and publish ids.
@@ -107,7 +111,7 @@ impl Variant {
         !matches!(self, Variant::NoOutbox | Variant::Course)
     }
     /// A listener's conflict re-reads within the same delivery.
-    pub const fn rereads_on_conflict(self) -> bool {
+    pub(crate) const fn rereads_on_conflict(self) -> bool {
         !matches!(self, Variant::ConflictNak | Variant::Course)
     }
 }
@@ -235,7 +239,7 @@ impl Config {
     /// An upper bound on the messages a run can publish: every client event, every
     /// `ticket:updated` a delivery of an order event can produce, relay re-publishes and
     /// duplicates.
-    pub fn message_bound(&self) -> usize {
+    pub(crate) fn message_bound(&self) -> usize {
         let client_events = usize::from(self.tickets)
             + usize::from(self.updates)
             + usize::from(self.orders)

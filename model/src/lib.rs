@@ -12,33 +12,48 @@
 //!
 //! # Reading the model
 //!
-//! - [`config`]: the bounds (tickets, members, budgets) and the [`Variant`] checked.
+//! Each module depends only on those listed before it (no cycles), so the list reads in
+//! order:
+//!
 //! - [`state`]: the state: stores, outboxes, broker, members, budgets, and the ghost
 //!   variables only properties read. Small fixed arrays of `u8`, so a state is cheap to copy
 //!   and hash.
-//! - [`system`]: the transitions. [`system::TicketingModel`] implements stateright's `Model`:
-//!   `actions` lists what is enabled, `next_state` is one `match`. One step is one store or
-//!   broker operation of the implementation (a listener's read and its save are separate
-//!   steps), except where merging is sound and documented.
-//! - [`properties`]: the eight properties, and which ones each variant must violate.
+//! - [`config`]: the bounds (tickets, members, budgets) and the [`Variant`] checked.
+//! - [`action`]: what can happen in one step ([`Action`]), and who takes it (client,
+//!   adversary, system).
+//! - [`words`]: events, actions, steps and members in words, for traces, the explorer and
+//!   the harness's reports.
+//! - [`system`]: [`TicketingModel`] and its transitions, one function per action kind,
+//!   grouped by who acts (`clients`, `broker`, `members`, `adversary`), the listener logic
+//!   they share, and the guards (`enabled`) that list the enabled actions. One step is one
+//!   store or broker operation of the implementation (a listener's read and its save are
+//!   separate steps), except where merging is sound and documented. Quiescence (no system
+//!   action enabled) is where liveness is judged.
 //! - [`symmetry`]: the representative of a state under permutations of interchangeable
 //!   members and tickets.
 //! - [`rank`]: a ranking function that strictly decreases on every step: the state graph is
 //!   acyclic, so every maximal path ends in a quiescent state.
+//! - [`properties`]: the eight properties, and which ones each variant must violate.
 //! - [`trace`]: counterexamples as readable numbered traces and as JSON for the harness.
-//! - [`svg`]: a drawing of a state for stateright's explorer.
+//! - `svg`: a drawing of a state for stateright's explorer.
+//! - [`machine`]: [`TicketingModel`] as stateright's `Model`: `actions` lists what is
+//!   enabled, `next_state` is one `match` over the action, calling its transition.
 //! - [`run`]: running the checker (strategies, threads, progress, verdicts).
 
+pub mod action;
 pub mod config;
+pub mod machine;
 pub mod properties;
 pub mod rank;
 pub mod run;
 pub mod state;
-pub mod svg;
+mod svg;
 pub mod symmetry;
 pub mod system;
 pub mod trace;
+pub mod words;
 
+pub use action::Action;
 pub use config::{Config, Variant};
 pub use state::State;
-pub use system::{Action, TicketingModel};
+pub use system::TicketingModel;

@@ -13,15 +13,20 @@
 //! of whose event is left anywhere, a wrong reservation no event or client can change any
 //! more). The checker then finds the shortest path to the point of no return instead of
 //! exploring every interleaving up to quiescence, and the reported trace is that path
-//! completed to a quiescent state ([`crate::trace::complete_to_quiescence`]). `tests/doomed.rs`
-//! checks each predicate's claim on every reachable state of small configurations.
+//! completed to a quiescent state (the `trace` module's `complete_to_quiescence`).
+//! `tests/doomed.rs` checks each predicate's claim on every reachable state of small
+//! configurations.
+//!
+//! The invariant: a property reads only the state (ghost variables included) and the
+//! configuration, so its verdict on a state never depends on how the state was reached, and
+//! every property is invariant under the symmetry reduction's permutations.
 
-use stateright::{Model, Property};
+use stateright::Property;
 
 use crate::config::Variant;
-use crate::state::{Event, Member, State, Status, Step};
+use crate::state::{Event, Ghost, Member, State, Status, Step};
 use crate::system::TicketingModel;
-use crate::trace::describe_event;
+use crate::words::describe_event;
 
 /// One of the eight properties.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -122,7 +127,7 @@ impl Prop {
 }
 
 /// The properties as stateright checks them, all `always` (see the module docs).
-pub fn all() -> Vec<Property<TicketingModel>> {
+pub(crate) fn all() -> Vec<Property<TicketingModel>> {
     macro_rules! always {
         ($prop:expr) => {
             Property::always($prop.name(), |model: &TicketingModel, state: &State| {
@@ -159,7 +164,7 @@ impl Requirement {
     }
 
     /// Whether the violated properties meet the requirement (for the reference: none).
-    pub fn met_by(&self, violated: &[Prop]) -> bool {
+    pub(crate) fn met_by(&self, violated: &[Prop]) -> bool {
         if self.is_empty() {
             return violated.is_empty();
         }
@@ -361,32 +366,36 @@ fn acked_means_applied(state: &State) -> bool {
 
 /// The first acknowledged message whose event's effect was never written.
 fn acked_but_unapplied(state: &State) -> Option<usize> {
-    let ghost = &state.ghost;
     state.messages.as_slice().iter().position(|message| {
-        message.status == Status::Acked
-            && match message.event {
-                Event::TicketCreated { ticket, .. } => {
-                    ghost.ticket_events_applied[usize::from(ticket)] & 1 == 0
-                }
-                Event::TicketUpdated {
-                    ticket, version, ..
-                } => ghost.ticket_events_applied[usize::from(ticket)] & (1 << version) == 0,
-                Event::OrderCreated {
-                    ticket,
-                    reservation,
-                    ..
-                }
-                | Event::OrderCancelled {
-                    ticket,
-                    reservation,
-                    ..
-                } => ghost.order_events_applied[usize::from(ticket)] & (1 << reservation) == 0,
-            }
+        message.status == Status::Acked && !effect_written(&state.ghost, message.event)
     })
 }
 
+/// Whether some delivery wrote `event`'s effect: the ghost's bit for the version a ticket
+/// event brings its ticket to, or for the reservation change an order event carries.
+fn effect_written(ghost: &Ghost, event: Event) -> bool {
+    match event {
+        Event::TicketCreated { ticket, .. } => {
+            ghost.ticket_events_applied[usize::from(ticket)] & 1 != 0
+        }
+        Event::TicketUpdated {
+            ticket, version, ..
+        } => ghost.ticket_events_applied[usize::from(ticket)] & (1 << version) != 0,
+        Event::OrderCreated {
+            ticket,
+            reservation,
+            ..
+        }
+        | Event::OrderCancelled {
+            ticket,
+            reservation,
+            ..
+        } => ghost.order_events_applied[usize::from(ticket)] & (1 << reservation) != 0,
+    }
+}
+
 /// Every primary has a replica with its version and price.
-pub fn prices_converged(state: &State) -> bool {
+fn prices_converged(state: &State) -> bool {
     state
         .tickets
         .as_slice()
@@ -400,7 +409,7 @@ pub fn prices_converged(state: &State) -> bool {
 }
 
 /// Each ticket's order names its active order, or none if it has none.
-pub fn reservations_converged(state: &State) -> bool {
+fn reservations_converged(state: &State) -> bool {
     (0..state.tickets.len() as u8).all(|ticket| ticket_reservation_converged(state, ticket))
 }
 
@@ -415,7 +424,7 @@ fn ticket_reservation_converged(state: &State, ticket: u8) -> bool {
 }
 
 /// Every message acknowledged, none dead, nothing waiting to be published.
-pub fn nothing_stuck(state: &State) -> bool {
+fn nothing_stuck(state: &State) -> bool {
     state
         .messages
         .as_slice()
@@ -430,27 +439,9 @@ pub fn explain(prop: Prop, model: &TicketingModel, state: &State) -> String {
         return reason;
     }
     match prop {
-        Prop::ReplicaFidelity => (0..state.tickets.len())
-            .find_map(|t| {
-                let replica = state.replicas[t]?;
-                let primary = state.price_at(t as u8, replica.version);
-                (replica.price != primary).then(|| {
-                    format!(
-                        "replica of ticket {t} is at version {} with price {}, but the primary had price {primary} at version {}",
-                        replica.version, replica.price, replica.version
-                    )
-                })
-            })
-            .unwrap_or_else(|| "a replica is ahead of its primary".into()),
+        Prop::ReplicaFidelity => explain_replica_fidelity(state),
         Prop::VersionMonotonicity => "a record's version decreased".into(),
-        Prop::SingleReservation => (0..state.tickets.len() as u8)
-            .find(|t| state.active_orders(*t).count() > 1)
-            .map(|t| {
-                let orders: Vec<String> =
-                    state.active_orders(t).map(|o| format!("order {o}")).collect();
-                format!("ticket {t} has {} active orders: {}", orders.len(), orders.join(", "))
-            })
-            .unwrap_or_default(),
+        Prop::SingleReservation => explain_single_reservation(state),
         Prop::ReservedTicketsFrozen => {
             "a ticket's price changed while its orderId named an order".into()
         }
@@ -462,57 +453,99 @@ pub fn explain(prop: Prop, model: &TicketingModel, state: &State) -> String {
                 )
             })
             .unwrap_or_default(),
-        Prop::PricesConverge => (0..state.tickets.len())
-            .find_map(|t| {
-                let primary = state.tickets.as_slice()[t];
-                match state.replicas[t] {
-                    None => Some(format!("nothing left to do, but ticket {t} has no replica")),
-                    Some(r) if r.version != primary.version || r.price != primary.price => Some(format!(
-                        "nothing left to do, but ticket {t}'s replica is at version {} price {} while the primary is at version {} price {}",
-                        r.version, r.price, primary.version, primary.price
-                    )),
-                    Some(_) => None,
-                }
-            })
-            .unwrap_or_default(),
-        Prop::ReservationsConverge => (0..state.tickets.len())
-            .find_map(|t| {
-                let primary = state.tickets.as_slice()[t];
-                let active: Vec<String> =
-                    state.active_orders(t as u8).map(|o| format!("order {o}")).collect();
-                let converged = match active.len() {
-                    0 => primary.order.is_none(),
-                    1 => primary.order.map(|o| format!("order {o}")) == active.first().cloned(),
-                    _ => false,
-                };
-                (!converged).then(|| {
-                    format!(
-                        "nothing left to do, but ticket {t} names {} while its active orders are [{}]",
-                        primary.order.map_or("no order".into(), |o| format!("order {o}")),
-                        active.join(", ")
-                    )
-                })
-            })
-            .unwrap_or_default(),
-        Prop::NothingStuck => {
-            let stuck: Vec<String> = state
-                .messages
-                .as_slice()
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| m.status != Status::Acked)
-                .map(|(ix, m)| format!("message {ix} ({}) is {:?}", m.event.subject(), m.status))
-                .collect();
-            format!("nothing left to do, but {}", stuck.join("; "))
-        }
+        Prop::PricesConverge => explain_prices_converge(state),
+        Prop::ReservationsConverge => explain_reservations_converge(state),
+        Prop::NothingStuck => explain_nothing_stuck(state),
     }
 }
 
-/// Checks that every property in `props` is one the model reports (used by tests).
-pub fn names_match(model: &TicketingModel) -> bool {
-    model
-        .properties()
+/// The first replica whose price is not its primary's at the replica's version.
+fn explain_replica_fidelity(state: &State) -> String {
+    (0..state.tickets.len())
+        .find_map(|t| {
+            let replica = state.replicas[t]?;
+            let primary = state.price_at(t as u8, replica.version);
+            (replica.price != primary).then(|| {
+                format!(
+                    "replica of ticket {t} is at version {} with price {}, but the primary had price {primary} at version {}",
+                    replica.version, replica.price, replica.version
+                )
+            })
+        })
+        .unwrap_or_else(|| "a replica is ahead of its primary".into())
+}
+
+/// The first ticket with more than one active order.
+fn explain_single_reservation(state: &State) -> String {
+    (0..state.tickets.len() as u8)
+        .find(|t| state.active_orders(*t).count() > 1)
+        .map(|t| {
+            let orders: Vec<String> = state
+                .active_orders(t)
+                .map(|o| format!("order {o}"))
+                .collect();
+            format!(
+                "ticket {t} has {} active orders: {}",
+                orders.len(),
+                orders.join(", ")
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The first ticket whose replica is missing or differs from its primary.
+fn explain_prices_converge(state: &State) -> String {
+    (0..state.tickets.len())
+        .find_map(|t| {
+            let primary = state.tickets.as_slice()[t];
+            match state.replicas[t] {
+                None => Some(format!("nothing left to do, but ticket {t} has no replica")),
+                Some(r) if r.version != primary.version || r.price != primary.price => Some(format!(
+                    "nothing left to do, but ticket {t}'s replica is at version {} price {} while the primary is at version {} price {}",
+                    r.version, r.price, primary.version, primary.price
+                )),
+                Some(_) => None,
+            }
+        })
+        .unwrap_or_default()
+}
+
+/// The first ticket whose `order` does not name its active order.
+fn explain_reservations_converge(state: &State) -> String {
+    (0..state.tickets.len())
+        .find_map(|t| {
+            let primary = state.tickets.as_slice()[t];
+            let active: Vec<String> = state
+                .active_orders(t as u8)
+                .map(|o| format!("order {o}"))
+                .collect();
+            let converged = match active.len() {
+                0 => primary.order.is_none(),
+                1 => primary.order.map(|o| format!("order {o}")) == active.first().cloned(),
+                _ => false,
+            };
+            (!converged).then(|| {
+                format!(
+                    "nothing left to do, but ticket {t} names {} while its active orders are [{}]",
+                    primary
+                        .order
+                        .map_or("no order".into(), |o| format!("order {o}")),
+                    active.join(", ")
+                )
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// Every message not acknowledged, and where it stands.
+fn explain_nothing_stuck(state: &State) -> String {
+    let stuck: Vec<String> = state
+        .messages
+        .as_slice()
         .iter()
-        .zip(Prop::ALL)
-        .all(|(property, prop)| property.name == prop.name())
+        .enumerate()
+        .filter(|(_, m)| m.status != Status::Acked)
+        .map(|(ix, m)| format!("message {ix} ({}) is {:?}", m.event.subject(), m.status))
+        .collect();
+    format!("nothing left to do, but {}", stuck.join("; "))
 }

@@ -7,8 +7,10 @@
 //! weights are chosen so that each step's decrease outweighs the work it creates: a delivery
 //! spends one of the message's `max_deliver` attempts, worth more than all the member's work
 //! on it; an order event's member work includes the `ticket:updated` it may write; a budget
-//! unit is worth more than the event or message it creates. `tests/rank.rs` checks the
-//! decrease on every transition of every reachable state, for every variant.
+//! unit is worth more than the event or message it creates.
+//!
+//! The invariant: for every transition from `s` to `t`, `rank(t) < rank(s)`; `tests/rank.rs`
+//! checks it on every transition of every reachable state, for every variant.
 
 use crate::config::Config;
 use crate::state::{Event, Group, MAX_VERSIONS, Member, Message, State, Status, Step};

@@ -1,4 +1,8 @@
 //! Running the checker: strategy, threads, symmetry, progress, and the verdicts.
+//!
+//! The invariant: a property is reported as holding only when the exploration was exhaustive
+//! and did not stop early; a liveness counterexample is reported completed to the quiescent
+//! state where it is judged.
 
 use std::io::IsTerminal;
 use std::sync::mpsc::RecvTimeoutError;
@@ -6,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use stateright::{Checker, HasDiscoveries, Model, Path, UniformChooser};
 
+use crate::action::Action;
 use crate::config::Config;
 use crate::properties::{Prop, must_violate};
 use crate::state::State;
-use crate::system::{Action, TicketingModel};
+use crate::system::TicketingModel;
 use crate::trace::complete_to_quiescence;
 
 /// How the state space is explored.

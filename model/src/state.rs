@@ -10,6 +10,10 @@
 //! Prices are abstract: a ticket is created at price 0 and each edit adds 1, so a price names
 //! the edit that set it. Titles change together with prices in every event and every write,
 //! so one field stands for both.
+//!
+//! The invariant: only the first `len` items of every [`Slots`] are live and the rest are
+//! default, so equality, hashing and packing read the live prefix alone; ghost variables are
+//! written by transitions and read only by properties.
 
 use std::hash::{Hash, Hasher};
 
@@ -552,7 +556,7 @@ impl Event {
 
 impl Message {
     /// A key that orders messages totally (for the symmetry representative).
-    pub const fn sort_key(&self) -> u64 {
+    pub(crate) const fn sort_key(&self) -> u64 {
         let [kind, a, b, c, d] = self.event.pack();
         u64::from_be_bytes([0, kind, a, b, c, d, self.status as u8, self.deliveries])
     }

@@ -1,18 +1,25 @@
 //! A drawing of the last state of a path, for stateright's explorer: the two services' stores
 //! side by side, their outboxes and members, and the broker's messages with their status, so
-//! a person can follow a counterexample by eye.
+//! a person can follow a counterexample by eye. The wording is [`crate::words`]'s.
+//!
+//! The invariant: drawing only reads the state; a drawing is one SVG document whose text is
+//! escaped.
 
 use std::fmt::Write as _;
 
 use stateright::Path;
 
+use crate::action::Action;
 use crate::properties::Prop;
-use crate::state::{Group, Member, Service, State, Status, Step};
-use crate::system::{Action, TicketingModel};
-use crate::trace::{describe_action, describe_event};
+use crate::state::{Group, Service, State};
+use crate::system::TicketingModel;
+use crate::words::{describe_action, describe_event, member_progress, message_status};
 
+/// The drawing's width, in pixels: three columns and their margins.
 const WIDTH: i32 = 980;
+/// One line of text, in pixels.
 const LINE: i32 = 18;
+/// One column (a service or the broker), in pixels.
 const COLUMN: i32 = 320;
 
 struct Canvas {
@@ -44,31 +51,8 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn member_line(member: &Member) -> String {
-    match member {
-        Member::Idle => "idle".into(),
-        Member::Busy {
-            message,
-            delivery,
-            acked,
-            step,
-        } => {
-            let next = match step {
-                Step::Read => "read".to_string(),
-                Step::Save { read_version } => format!("save (read v{read_version})"),
-                Step::Publish { .. } => "publish".to_string(),
-                Step::Ack => "ack".to_string(),
-            };
-            format!(
-                "msg {message} (delivery {delivery}{}): next {next}",
-                if *acked { ", acked" } else { "" }
-            )
-        }
-    }
-}
-
 /// Draws the last state of `path`.
-pub fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String {
+pub(crate) fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String {
     let pairs = path.clone().into_vec();
     let Some((state, _)) = pairs.last() else {
         return String::new();
@@ -104,8 +88,25 @@ pub fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String {
     }
     y += LINE / 2;
 
-    // Tickets service.
     let members = usize::from(model.config.members);
+    let lines = tickets_service_lines(state, members);
+    column(&mut canvas, 10, y, "tickets service", &lines);
+    let lines = orders_service_lines(state, members);
+    column(&mut canvas, 10 + COLUMN, y, "orders service", &lines);
+    let lines = broker_lines(state);
+    let height = column(&mut canvas, 10 + 2 * COLUMN, y, "broker (stream)", &lines);
+
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{}" font-family="monospace" font-size="12">
+<style>.box {{ fill: #f7f7f7; stroke: #888; }} .title {{ font-weight: bold; }} .bad {{ fill: #b00; font-weight: bold; }}</style>
+{}</svg>"#,
+        y + height + LINE,
+        canvas.body
+    )
+}
+
+/// The tickets service's column: its primaries, outbox and members.
+fn tickets_service_lines(state: &State, members: usize) -> Vec<String> {
     let mut lines = vec!["tickets (primary):".to_string()];
     for (t, ticket) in state.tickets.as_slice().iter().enumerate() {
         lines.push(format!(
@@ -120,9 +121,11 @@ pub fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String {
     }
     push_outbox(&mut lines, state, Service::Tickets);
     push_members(&mut lines, state, Group::Tickets, members);
-    column(&mut canvas, 10, y, "tickets service", &lines);
+    lines
+}
 
-    // Orders service.
+/// The orders service's column: its replicas, orders, outbox and members.
+fn orders_service_lines(state: &State, members: usize) -> Vec<String> {
     let mut lines = vec!["replicas:".to_string()];
     for t in 0..state.tickets.len() {
         lines.push(match state.replicas[t] {
@@ -139,29 +142,17 @@ pub fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String {
     }
     push_outbox(&mut lines, state, Service::Orders);
     push_members(&mut lines, state, Group::Orders, members);
-    column(&mut canvas, 10 + COLUMN, y, "orders service", &lines);
+    lines
+}
 
-    // Broker.
+/// The broker's column: every message of the stream and where it stands.
+fn broker_lines(state: &State) -> Vec<String> {
     let mut lines = Vec::new();
     for (index, message) in state.messages.as_slice().iter().enumerate() {
-        let status = match message.status {
-            Status::Pending => format!("pending, {} deliveries so far", message.deliveries),
-            Status::InFlight => format!("in flight (delivery {})", message.deliveries),
-            Status::Acked => "acked".to_string(),
-            Status::Dead => "DEAD-LETTERED".to_string(),
-        };
         lines.push(format!("{index}: {}", describe_event(&message.event)));
-        lines.push(format!("    {status}"));
+        lines.push(format!("    {}", message_status(message)));
     }
-    let height = column(&mut canvas, 10 + 2 * COLUMN, y, "broker (stream)", &lines);
-
-    format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{}" font-family="monospace" font-size="12">
-<style>.box {{ fill: #f7f7f7; stroke: #888; }} .title {{ font-weight: bold; }} .bad {{ fill: #b00; font-weight: bold; }}</style>
-{}</svg>"#,
-        y + height + LINE,
-        canvas.body
-    )
+    lines
 }
 
 fn push_outbox(lines: &mut Vec<String>, state: &State, service: Service) {
@@ -175,7 +166,7 @@ fn push_outbox(lines: &mut Vec<String>, state: &State, service: Service) {
 fn push_members(lines: &mut Vec<String>, state: &State, group: Group, members: usize) {
     lines.push(format!("{} members:", group.name()));
     for (m, member) in state.group_members(group).iter().take(members).enumerate() {
-        lines.push(format!("  m{m}: {}", member_line(member)));
+        lines.push(format!("  m{m}: {}", member_progress(member)));
     }
 }
 

@@ -9,6 +9,10 @@
 //! property is invariant under these permutations, so checking one per class is sound.
 //! Ties between tickets are broken by their original order, so the representative is not
 //! always canonical (some symmetric states stay apart): that costs states, never soundness.
+//!
+//! The invariant: the representative is a permutation of the state (of members within a
+//! group, of tickets, of messages), with every index renamed wherever it appears; it never
+//! changes anything else.
 
 use stateright::Representative;
 

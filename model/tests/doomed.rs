@@ -7,10 +7,11 @@
 
 mod support;
 
+use model::action::Actor;
 use model::config::Variant;
 use model::properties::{Prop, doomed};
 use model::rank::Weights;
-use model::system::{Actor, TicketingModel};
+use model::system::TicketingModel;
 
 #[test]
 fn doomed_states_only_ever_end_in_violation() {

@@ -56,7 +56,7 @@ fn a_trace_with_an_action_that_is_not_enabled_is_rejected() {
 #[test]
 fn property_names_are_the_checkers() {
     let model = TicketingModel::new(Config::default());
-    assert!(model::properties::names_match(&model));
+    assert!(model::machine::names_match(&model));
     for prop in Prop::ALL {
         assert_eq!(Prop::from_name(prop.name()), Some(prop));
     }

@@ -5,8 +5,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use model::State;
+use model::action::Action;
 use model::config::{Config, Variant};
-use model::system::{Action, TicketingModel};
+use model::system::TicketingModel;
 use stateright::Model;
 
 /// Small bounds that still exercise every kind of step of `variant` (one member per group, one
