@@ -31,6 +31,7 @@ pub mod orders;
 pub mod outcome;
 pub mod relay;
 pub mod tickets;
+pub(crate) mod update;
 
 pub use error::{ApiError, FieldError, ListenerError};
 pub use outcome::Outcome;
