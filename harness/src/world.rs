@@ -29,6 +29,7 @@ use ticketing::bus::core::{BrokerCore, DuplicateWindow, GroupId, MemberId, Seq, 
 use ticketing::events::{Event, Subject};
 use ticketing::id::Id;
 use ticketing::records::{Ticket, TicketReplica, UserId, Version};
+use ticketing::services::listener::Listener;
 use ticketing::services::orders::{self, OrdersService};
 use ticketing::services::relay::relay_batch;
 use ticketing::services::tickets::{self, TicketInput, TicketsService};
@@ -147,18 +148,27 @@ impl std::fmt::Debug for World {
     }
 }
 
-/// The queue group listening for `group`'s events, and its subjects.
-fn queue_group(group: Group) -> (&'static str, [Subject; 2]) {
+/// The tickets service as a stepped task runs it.
+type Tickets = TicketsService<GatedStore, GatedPublisher>;
+/// The orders service as a stepped task runs it.
+type Orders = OrdersService<GatedStore, GatedPublisher>;
+
+/// The model's queue group `group`: the name and subjects of the listener behind it.
+fn queue_group(group: Group) -> (&'static str, &'static [Subject]) {
     match group {
-        Group::Orders => (
-            orders::QUEUE_GROUP,
-            [Subject::TicketCreated, Subject::TicketUpdated],
-        ),
-        Group::Tickets => (
-            tickets::QUEUE_GROUP,
-            [Subject::OrderCreated, Subject::OrderCancelled],
-        ),
+        Group::Orders => (Orders::QUEUE_GROUP, Orders::SUBJECTS),
+        Group::Tickets => (Tickets::QUEUE_GROUP, Tickets::SUBJECTS),
     }
+}
+
+/// A stepped task handling one delivery, as a member runtime would: the listener's `handle`.
+fn listening_task<L: Listener>(
+    gate: Gate,
+    listener: L,
+    event: Event,
+    handle: GatedHandle,
+) -> Task<Result<Outcome, ListenerError>> {
+    Task::new(gate, async move { listener.handle(&event, &handle).await })
 }
 
 /// The implementation's variant of the model's (they are matched by SPEC.md's name).
@@ -225,7 +235,7 @@ impl World {
         let mut member_ids: [Vec<MemberId>; 2] = [Vec::new(), Vec::new()];
         for group in Group::ALL {
             let (name, subjects) = queue_group(group);
-            let subjects = subjects.map(Subject::as_str);
+            let subjects: Vec<&str> = subjects.iter().map(|subject| subject.as_str()).collect();
             let id = core
                 .group(name, &subjects, u32::from(config.max_deliver))
                 .map_err(|error| Refusal(error.to_string()))?;
@@ -260,11 +270,7 @@ impl World {
         })
     }
 
-    fn tickets_service(
-        &self,
-        gate: &Gate,
-        by: Option<Seq>,
-    ) -> TicketsService<GatedStore, GatedPublisher> {
+    fn tickets_service(&self, gate: &Gate, by: Option<Seq>) -> Tickets {
         TicketsService::new(
             GatedStore::new(
                 self.tickets_store.clone(),
@@ -277,11 +283,7 @@ impl World {
         )
     }
 
-    fn orders_service(
-        &self,
-        gate: &Gate,
-        by: Option<Seq>,
-    ) -> OrdersService<GatedStore, GatedPublisher> {
+    fn orders_service(&self, gate: &Gate, by: Option<Seq>) -> Orders {
         OrdersService::new(
             GatedStore::new(
                 self.orders_store.clone(),
@@ -567,15 +569,11 @@ impl World {
         let task = match group {
             Group::Orders => {
                 let service = self.orders_service(&gate, Some(seq));
-                Task::new(gate, async move {
-                    orders::listeners::handle(&service, &event, &handle).await
-                })
+                listening_task(gate, service, event, handle)
             }
             Group::Tickets => {
                 let service = self.tickets_service(&gate, Some(seq));
-                Task::new(gate, async move {
-                    tickets::listeners::handle(&service, &event, &handle).await
-                })
+                listening_task(gate, service, event, handle)
             }
         };
         let listening = Listening {

@@ -30,7 +30,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use ticketing::bus::jetstream::ConsumerState;
-use ticketing::bus::listener::{self, Handler};
 use ticketing::bus::{
     Bus, BusError, DeadLetter, JetStreamBus, ListenerOptions, MessageHandle, PublishAck, Publisher,
 };
@@ -38,6 +37,8 @@ use ticketing::events::{Event, Subject};
 use ticketing::services::app::{ORDERS_SCHEMA, TICKETS_SCHEMA};
 use ticketing::services::auth::SessionKey;
 use ticketing::services::http::{AppState, router};
+use ticketing::services::listener::Listener;
+use ticketing::services::member;
 use ticketing::services::orders::{self, OrdersService};
 use ticketing::services::relay::{RelayConfig, run_relay};
 use ticketing::services::tickets::{self, TicketsService};
@@ -347,55 +348,28 @@ impl Drop for Running<'_> {
     }
 }
 
-/// A queue group's listener, as a member calls it.
-pub trait Listen: Send + Sync + 'static {
-    /// The group's index in [`GROUPS`].
-    const GROUP: usize;
-
-    /// Handles one delivery (the service's own listener entry point).
-    fn listen<M: MessageHandle>(
-        &self,
-        event: &Event,
-        message: &M,
-    ) -> impl Future<Output = Result<Outcome, ListenerError>> + Send;
-}
-
-impl Listen for Tickets {
-    const GROUP: usize = 0;
-
-    async fn listen<M: MessageHandle>(
-        &self,
-        event: &Event,
-        message: &M,
-    ) -> Result<Outcome, ListenerError> {
-        tickets::listeners::handle(self, event, message).await
-    }
-}
-
-impl Listen for Orders {
-    const GROUP: usize = 1;
-
-    async fn listen<M: MessageHandle>(
-        &self,
-        event: &Event,
-        message: &M,
-    ) -> Result<Outcome, ListenerError> {
-        orders::listeners::handle(self, event, message).await
-    }
-}
-
 /// A member's handler: the service's listener, counted, with the member's fault hooks.
 pub struct SoakHandler<L> {
     service: Arc<L>,
+    group: usize,
     hooks: Arc<MemberHooks>,
     stats: Arc<DeliveryStats>,
 }
 
-impl<L: Listen> Handler for SoakHandler<L> {
-    async fn handle<M: MessageHandle>(&self, event: Event, message: &M) {
-        let _running = self.stats.begin(L::GROUP, &event, message.delivery_count());
+impl<L: Listener> Listener for SoakHandler<L> {
+    const QUEUE_GROUP: &'static str = L::QUEUE_GROUP;
+    const SUBJECTS: &'static [Subject] = L::SUBJECTS;
+
+    async fn handle<M: MessageHandle>(
+        &self,
+        event: &Event,
+        message: &M,
+    ) -> Result<Outcome, ListenerError> {
+        let _running = self
+            .stats
+            .begin(self.group, event, message.delivery_count());
         let outcome = match self.hooks.take() {
-            None => self.service.listen(&event, message).await,
+            None => self.service.handle(event, message).await,
             Some(Plan::Crash {
                 point: CrashPoint::BeforeHandler,
                 parked,
@@ -410,7 +384,7 @@ impl<L: Listen> Handler for SoakHandler<L> {
                     settle_first: point == CrashPoint::AfterSettle,
                     parked: Mutex::new(Some(parked)),
                 };
-                self.service.listen(&event, &parking).await
+                self.service.handle(event, &parking).await
             }
             Some(Plan::Late {
                 point: LatePoint::BeforeHandler,
@@ -419,7 +393,7 @@ impl<L: Listen> Handler for SoakHandler<L> {
             }) => {
                 let _ = taken.send(());
                 tokio::time::sleep(delay).await;
-                self.service.listen(&event, message).await
+                self.service.handle(event, message).await
             }
             Some(Plan::Late {
                 point: LatePoint::BeforeSettle,
@@ -431,10 +405,11 @@ impl<L: Listen> Handler for SoakHandler<L> {
                     inner: message,
                     delay,
                 };
-                self.service.listen(&event, &late).await
+                self.service.handle(event, &late).await
             }
         };
-        self.stats.record(L::GROUP, &outcome);
+        self.stats.record(self.group, &outcome);
+        outcome
     }
 }
 
@@ -1003,22 +978,24 @@ async fn spawn_member(
     stats: &Arc<DeliveryStats>,
 ) -> Result<Member, BusError> {
     if group == 0 {
-        spawn_member_of(bus, options, Arc::clone(tickets), Arc::clone(stats)).await
+        spawn_member_of(bus, options, Arc::clone(tickets), 0, Arc::clone(stats)).await
     } else {
-        spawn_member_of(bus, options, Arc::clone(orders), Arc::clone(stats)).await
+        spawn_member_of(bus, options, Arc::clone(orders), 1, Arc::clone(stats)).await
     }
 }
 
-async fn spawn_member_of<L: Listen>(
+async fn spawn_member_of<L: Listener>(
     bus: &JetStreamBus,
     options: &ListenerOptions,
     service: Arc<L>,
+    group: usize,
     stats: Arc<DeliveryStats>,
 ) -> Result<Member, BusError> {
-    let joined = listener::join(bus, options).await?;
+    let joined = member::join(bus, options).await?;
     let hooks = Arc::new(MemberHooks::default());
     let handler = Arc::new(SoakHandler {
         service,
+        group,
         hooks: Arc::clone(&hooks),
         stats,
     });

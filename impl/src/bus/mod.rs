@@ -20,17 +20,15 @@
 //!   ack-wait and nak-delay timers).
 //! - [`jetstream`]: [`JetStreamBus`], the same contract on NATS JetStream (one stream over the
 //!   four subjects, one durable pull consumer per queue group).
-//! - [`listener`]: the member runtime the services run: pull under `max_in_flight`, decode,
-//!   terminate what does not decode, hand the rest to a [`listener::Handler`], shut down
-//!   gracefully.
+//!
+//! The member runtime that pulls from a [`Subscription`] and hands events to a service's
+//! listener is the services' (`services::member`).
 
 pub mod core;
 #[cfg(not(loom))]
 pub mod embedded;
 #[cfg(not(loom))]
 pub mod jetstream;
-#[cfg(not(loom))]
-pub mod listener;
 
 #[cfg(not(loom))]
 pub use embedded::{EmbeddedBus, EmbeddedConfig};

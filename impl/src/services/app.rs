@@ -14,13 +14,13 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::listener;
 use crate::bus::{Bus, BusError, EmbeddedBus, JetStreamBus, JetStreamConfig, ListenerOptions};
 use crate::events::Subject;
-use crate::records::{Ticket, TicketReplica};
 use crate::services::ServiceConfig;
 use crate::services::auth::{MissingKey, SessionKey};
 use crate::services::http::{AppState, OrderStore, TicketStore, router};
+use crate::services::listener::Listener;
+use crate::services::member::{self, Member};
 use crate::services::orders::{self, OrdersService};
 use crate::services::relay::{RelayConfig, run_relay};
 use crate::services::tickets::{self, TicketsService};
@@ -212,8 +212,8 @@ where
     let mut tickets_members = Vec::with_capacity(options.members);
     let mut orders_members = Vec::with_capacity(options.members);
     for _ in 0..options.members.max(1) {
-        tickets_members.push(listener::join(&bus, &tickets_group).await?);
-        orders_members.push(listener::join(&bus, &orders_group).await?);
+        tickets_members.push(member::join(&bus, &tickets_group).await?);
+        orders_members.push(member::join(&bus, &orders_group).await?);
     }
 
     let relays_stop = CancellationToken::new();
@@ -236,7 +236,7 @@ where
     let members_stop = CancellationToken::new();
     let mut members = Vec::with_capacity(2 * options.members);
     for member in tickets_members {
-        members.push(members::spawn(
+        members.push(spawn_member(
             member,
             tickets::QUEUE_GROUP,
             Arc::clone(&tickets),
@@ -244,7 +244,7 @@ where
         ));
     }
     for member in orders_members {
-        members.push(members::spawn(
+        members.push(spawn_member(
             member,
             orders::QUEUE_GROUP,
             Arc::clone(&orders),
@@ -296,6 +296,23 @@ where
     })
 }
 
+/// Runs a joined member until `stop`.
+fn spawn_member<S, L>(
+    member: Member<S>,
+    queue_group: &'static str,
+    listener: Arc<L>,
+    stop: CancellationToken,
+) -> JoinHandle<()>
+where
+    S: crate::bus::Subscription,
+    L: Listener,
+{
+    tokio::spawn(async move {
+        let report = member.run(listener, stop).await;
+        tracing::info!(queue_group, ?report, "queue-group member stopped");
+    })
+}
+
 /// Resolves on Ctrl-C or (on Unix) SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -321,82 +338,6 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
-    }
-}
-
-mod members {
-    //! Queue-group members: the bus's member runtime, handed each service's listeners.
-    use super::*;
-    use crate::bus::Subscription;
-    use crate::bus::listener::{Handler, Member};
-    use crate::bus::{MessageHandle, Publisher};
-    use crate::events::Event;
-    use crate::services::{ListenerError, Outcome};
-    use crate::store::VersionedStore;
-
-    impl<S, P> Handler for TicketsService<S, P>
-    where
-        S: VersionedStore<Ticket> + 'static,
-        P: Publisher + 'static,
-    {
-        async fn handle<M: MessageHandle>(&self, event: Event, message: &M) {
-            let outcome = tickets::listeners::handle(self, &event, message).await;
-            log_outcome(tickets::QUEUE_GROUP, &event, message, outcome);
-        }
-    }
-
-    impl<S, P> Handler for OrdersService<S, P>
-    where
-        S: VersionedStore<TicketReplica> + 'static,
-        P: Publisher + 'static,
-    {
-        async fn handle<M: MessageHandle>(&self, event: Event, message: &M) {
-            let outcome = orders::listeners::handle(self, &event, message).await;
-            log_outcome(orders::QUEUE_GROUP, &event, message, outcome);
-        }
-    }
-
-    fn log_outcome<M: MessageHandle>(
-        queue_group: &str,
-        event: &Event,
-        message: &M,
-        outcome: Result<Outcome, ListenerError>,
-    ) {
-        let subject = event.subject();
-        let record = event.record_id();
-        let version = event.version();
-        let delivery = message.delivery_count();
-        match outcome {
-            Ok(Outcome::Applied | Outcome::AlreadyApplied | Outcome::Waiting { .. }) => {
-                tracing::debug!(queue_group, %subject, %record, version, delivery, ?outcome, "handled");
-            }
-            Ok(outcome) => {
-                tracing::warn!(queue_group, %subject, %record, version, delivery, ?outcome, "event not applied");
-            }
-            Err(error) => {
-                tracing::warn!(
-                    queue_group, %subject, %record, version, delivery, %error,
-                    "listener failed; the event is redelivered"
-                );
-            }
-        }
-    }
-
-    /// Runs a joined member until `stop`.
-    pub(super) fn spawn<S, H>(
-        member: Member<S>,
-        queue_group: &'static str,
-        handler: Arc<H>,
-        stop: CancellationToken,
-    ) -> JoinHandle<()>
-    where
-        S: Subscription,
-        H: Handler,
-    {
-        tokio::spawn(async move {
-            let report = member.run(handler, stop).await;
-            tracing::info!(queue_group, ?report, "queue-group member stopped");
-        })
     }
 }
 

@@ -27,6 +27,8 @@ pub mod error;
 pub mod failpoints;
 pub mod fakes;
 pub mod http;
+pub mod listener;
+pub mod member;
 pub mod orders;
 pub mod outcome;
 pub mod relay;

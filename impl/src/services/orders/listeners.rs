@@ -9,12 +9,14 @@
 //! arrives and counts its own saves.
 //!
 //! These are plain async functions: one store or broker call per await, no task spawned, no
-//! timer, so the harness can step them.
+//! timer, so the harness can step them. [`OrdersService`]'s [`Listener`] impl routes each
+//! delivered event to them by subject.
 
 use crate::bus::MessageHandle;
-use crate::events::{TicketCreated, TicketUpdated};
+use crate::events::{Event, Subject, TicketCreated, TicketUpdated};
 use crate::records::TicketReplica;
-use crate::services::orders::OrdersService;
+use crate::services::listener::{Listener, terminate_unlistened};
+use crate::services::orders::{OrdersService, QUEUE_GROUP};
 use crate::services::outcome::{Settle, Skip};
 use crate::services::update::{Decided, OnConflict, read_decide_save};
 use crate::services::{ListenerError, Outcome};
@@ -113,26 +115,31 @@ where
     settle.ended(ended).await
 }
 
-/// Routes an event delivered to `orders-service` to its listener. An event on a subject the
-/// group does not listen on is terminated (it cannot become applicable by waiting).
-pub async fn handle<S, P, H>(
-    service: &OrdersService<S, P>,
-    event: &crate::events::Event,
-    message: &H,
-) -> Result<Outcome, ListenerError>
+/// The `orders-service` queue group: routes each event to the listener of its subject.
+impl<S, P> Listener for OrdersService<S, P>
 where
-    S: VersionedStore<TicketReplica>,
-    H: MessageHandle,
+    S: VersionedStore<TicketReplica> + 'static,
+    P: Send + Sync + 'static,
 {
-    use crate::events::Event;
-    match event {
-        Event::TicketCreated(created) => on_ticket_created(service, created, message).await,
-        Event::TicketUpdated(updated) => on_ticket_updated(service, updated, message).await,
-        other => {
-            let reason = "not a subject of queue group orders-service";
-            tracing::warn!(subject = %other.subject(), "{reason}");
-            message.term(reason).await?;
-            Ok(Outcome::Terminated { reason })
+    const QUEUE_GROUP: &'static str = QUEUE_GROUP;
+    const SUBJECTS: &'static [Subject] = &[Subject::TicketCreated, Subject::TicketUpdated];
+
+    async fn handle<M: MessageHandle>(
+        &self,
+        event: &Event,
+        message: &M,
+    ) -> Result<Outcome, ListenerError> {
+        match event {
+            Event::TicketCreated(created) => on_ticket_created(self, created, message).await,
+            Event::TicketUpdated(updated) => on_ticket_updated(self, updated, message).await,
+            other => {
+                terminate_unlistened(
+                    other,
+                    message,
+                    "not a subject of queue group orders-service",
+                )
+                .await
+            }
         }
     }
 }

@@ -8,14 +8,16 @@
 //! listeners (`unordered-order-events`, `course`) set or clear `order_id` whatever arrives.
 //!
 //! These are plain async functions: one store or broker call per await, no task spawned, no
-//! timer, so the harness can step them.
+//! timer, so the harness can step them. [`TicketsService`]'s [`Listener`] impl routes each
+//! delivered event to them by subject.
 
 use crate::bus::{MessageHandle, Publisher};
-use crate::events::{OrderCancelled, OrderCreated};
+use crate::events::{Event, OrderCancelled, OrderCreated, Subject};
 use crate::id::Id;
 use crate::records::{Reservation, Ticket};
+use crate::services::listener::{Listener, terminate_unlistened};
 use crate::services::outcome::{Settle, Skip};
-use crate::services::tickets::{TicketsService, updated_event};
+use crate::services::tickets::{QUEUE_GROUP, TicketsService, updated_event};
 use crate::services::update::{Decided, Ended, OnConflict, read_decide_save};
 use crate::services::{ListenerError, Outcome, publish_after_save};
 use crate::store::VersionedStore;
@@ -146,27 +148,31 @@ where
     settle.ended(ended).await
 }
 
-/// Routes an event delivered to `tickets-service` to its listener. An event on a subject the
-/// group does not listen on is terminated (it cannot become applicable by waiting).
-pub async fn handle<S, P, H>(
-    service: &TicketsService<S, P>,
-    event: &crate::events::Event,
-    message: &H,
-) -> Result<Outcome, ListenerError>
+/// The `tickets-service` queue group: routes each event to the listener of its subject.
+impl<S, P> Listener for TicketsService<S, P>
 where
-    S: VersionedStore<Ticket>,
-    P: Publisher,
-    H: MessageHandle,
+    S: VersionedStore<Ticket> + 'static,
+    P: Publisher + 'static,
 {
-    use crate::events::Event;
-    match event {
-        Event::OrderCreated(created) => on_order_created(service, created, message).await,
-        Event::OrderCancelled(cancelled) => on_order_cancelled(service, cancelled, message).await,
-        other => {
-            let reason = "not a subject of queue group tickets-service";
-            tracing::warn!(subject = %other.subject(), "{reason}");
-            message.term(reason).await?;
-            Ok(Outcome::Terminated { reason })
+    const QUEUE_GROUP: &'static str = QUEUE_GROUP;
+    const SUBJECTS: &'static [Subject] = &[Subject::OrderCreated, Subject::OrderCancelled];
+
+    async fn handle<M: MessageHandle>(
+        &self,
+        event: &Event,
+        message: &M,
+    ) -> Result<Outcome, ListenerError> {
+        match event {
+            Event::OrderCreated(created) => on_order_created(self, created, message).await,
+            Event::OrderCancelled(cancelled) => on_order_cancelled(self, cancelled, message).await,
+            other => {
+                terminate_unlistened(
+                    other,
+                    message,
+                    "not a subject of queue group tickets-service",
+                )
+                .await
+            }
         }
     }
 }
