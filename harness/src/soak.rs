@@ -45,7 +45,9 @@ use ticketing::variant::Variant;
 
 pub mod check;
 pub mod faults;
+pub mod hooks;
 pub mod options;
+pub mod publish_log;
 pub mod quiesce;
 pub mod report;
 pub mod system;

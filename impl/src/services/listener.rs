@@ -4,7 +4,7 @@
 //! routes one decoded event to the listener of its subject.
 //!
 //! Everything that delivers events calls this one trait: the member runtime
-//! ([`crate::services::member`]) under `ticketing serve` and the soak, and the conformance
+//! (`services::member`) under `ticketing serve` and the soak, and the conformance
 //! harness, which steps `handle` one store or broker call at a time.
 //!
 //! The invariant: `handle` settles the delivery itself (ack only once the effect is durable,

@@ -32,6 +32,7 @@ pub mod member;
 pub mod orders;
 pub mod outcome;
 pub mod relay;
+pub mod supervisor;
 pub mod tickets;
 pub(crate) mod update;
 
