@@ -34,4 +34,5 @@ pub mod gated;
 pub mod replay;
 pub mod report;
 pub mod soak;
+pub mod terms;
 pub mod world;

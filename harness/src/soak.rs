@@ -53,7 +53,7 @@ pub mod report;
 pub mod system;
 pub mod workload;
 
-pub use options::{FaultKind, SoakOptions};
+pub use options::{FaultKind, Progress, SoakError, SoakOptions};
 pub use report::SoakReport;
 
 /// Options of `harness soak`.
@@ -172,25 +172,6 @@ impl SoakArgs {
     }
 }
 
-/// Why a soak could not run (as opposed to: it ran and a property failed).
-#[derive(Debug, thiserror::Error)]
-pub enum SoakError {
-    /// The options cannot be honoured (a non-loopback server, zero clients, ...).
-    #[error("{0}")]
-    Refused(String),
-    /// A server cannot be reached.
-    #[error("{service} unreachable: {why}")]
-    Unreachable {
-        /// "NATS JetStream" or "PostgreSQL".
-        service: &'static str,
-        /// Why.
-        why: String,
-    },
-    /// The system could not be assembled on reachable servers.
-    #[error("cannot start the system: {0}")]
-    Start(String),
-}
-
 /// Runs `harness soak`: builds a runtime, soaks, prints the report. 0 iff every property
 /// holds; 1 if one is violated; 2 if the run could not start.
 pub fn run(args: SoakArgs) -> ExitCode {
@@ -215,7 +196,7 @@ pub fn run(args: SoakArgs) -> ExitCode {
         options.seed,
         options.rerun_command()
     );
-    match runtime.block_on(soak(options, report::Progress::Stderr)) {
+    match runtime.block_on(soak(options, Progress::Stderr)) {
         Ok(report) => {
             println!("{report}");
             if report.all_hold() {
@@ -245,10 +226,7 @@ fn init_logging() {
 /// One soak run: assembles the system on fresh namespaces of the servers, drives it with the
 /// clients while the faults are injected, waits for quiescence, checks the properties, tears
 /// everything down, and reports. Progress lines go where `progress` says.
-pub async fn soak(
-    options: SoakOptions,
-    progress: report::Progress,
-) -> Result<SoakReport, SoakError> {
+pub async fn soak(options: SoakOptions, progress: Progress) -> Result<SoakReport, SoakError> {
     options.validate()?;
     let run_started = tokio::time::Instant::now();
     let mut system = system::System::start(&options).await?;
@@ -279,7 +257,7 @@ pub async fn soak(
     stop_clients.cancel();
     let history = workload::join_clients(clients).await;
     let workload_time = started.elapsed();
-    if progress == report::Progress::Stderr {
+    if progress == Progress::Stderr {
         eprintln!(
             "[{:5.1} s] clients stopped after {} requests; waiting for quiescence (at most {} s)",
             workload_time.as_secs_f64(),

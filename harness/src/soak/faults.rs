@@ -50,8 +50,7 @@ use ticketing::bus::PublishAck;
 use ticketing::events::Subject;
 
 use super::hooks::{CrashPoint, LatePoint, Plan};
-use super::options::{FaultKind, SoakOptions};
-use super::report::Progress;
+use super::options::{FaultKind, Progress, SoakOptions};
 use super::system::{GROUPS, RELAYS, RelayStop, System};
 use super::workload::Issued;
 

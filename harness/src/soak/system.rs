@@ -30,9 +30,8 @@ use ticketing::services::tickets::TicketsService;
 use ticketing::store::PgStore;
 use ticketing::testkit::{FreshDatabase, FreshStream};
 
-use super::SoakError;
 use super::hooks::{DeliveryStats, MemberHooks, SoakHooks};
-use super::options::SoakOptions;
+use super::options::{SoakError, SoakOptions};
 use super::publish_log::{CountingPublisher, PublishLog};
 
 /// The queue groups, by index: 0 is the tickets service's, 1 the orders service's.
