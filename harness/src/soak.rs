@@ -11,11 +11,13 @@
 //! # What runs
 //!
 //! The real services (tickets and orders, the reference variant unless `--variant` says
-//! otherwise) on `JetStreamBus` and `PgStore`, `--members` members per queue group, one
-//! outbox relay per service and the services' HTTP router on `127.0.0.1:0`, built from the
-//! same public parts `ticketing::services::app::start` uses; `--clients` clients drive it over
-//! HTTP with reqwest. See [`system`] for how the assembly differs (each member and relay is a
-//! task the fault injector can stop, abort and replace).
+//! otherwise) on `JetStreamBus` and `PgStore`, assembled as `ticketing serve` assembles them
+//! (`ticketing::services::app::serve`: the HTTP router, here on `127.0.0.1:0`, in front of
+//! the `Supervisor` of `--members` members per queue group and one outbox relay per service);
+//! `--clients` clients drive it over HTTP with reqwest. The soak adds only hooks: around every
+//! delivery ([`hooks`]: counting, and the fault injector's crash and late plans), around every
+//! publish ([`publish_log`]), and the fault operations as steps of the supervisor ([`system`]:
+//! stop, crash and start members and relays one at a time).
 //!
 //! # Determinism
 //!
@@ -27,8 +29,14 @@
 //!
 //! # Layout
 //!
-//! - [`options`]: the run's parameters, fault kinds, and the loopback-only rule.
-//! - [`system`]: the assembly, the fault hooks in members and relays, counting.
+//! In dependency order: each module uses only modules listed before it.
+//!
+//! - [`options`]: the run's parameters, fault kinds, the loopback-only rule, where progress
+//!   goes, and why a run could not start.
+//! - [`hooks`]: the hooks on every member's deliveries: counting, crash and late plans.
+//! - [`publish_log`]: the counting publisher the services publish through.
+//! - [`system`]: the system under soak (`app::serve` with those hooks), the fault operations
+//!   on its supervisor, fresh backends per run, the run's counts.
 //! - [`workload`]: the clients and the history they record.
 //! - [`faults`]: the seeded schedule and how each fault is injected.
 //! - [`quiesce`]: waiting until nothing moves, and reading the final state.

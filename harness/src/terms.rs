@@ -6,7 +6,7 @@
 //! price is [`title_of`]`(p)` (the model lets one field stand for title and price, so the
 //! harness makes the title a function of the price and checks every stored title against it).
 //! Versions and reservation numbers map to themselves. Records map to their index in creation
-//! order ([`Ids`]); events to the model's events over those indices ([`model_event`]).
+//! order (`Ids`); events to the model's events over those indices (`model_event`).
 //!
 //! The invariant: only what the harness set maps to a model value; a price, title, id or
 //! number it did not set maps to nothing (`None` or an error that names it), never to a

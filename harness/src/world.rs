@@ -2,7 +2,9 @@
 //!
 //! A [`World`] holds what a running system holds: the tickets service's and the orders
 //! service's [`MemStore`]s, one [`BrokerCore`] with the two queue groups and their members,
-//! and the tasks in progress: each busy member's listener handling one delivery, and the HTTP
+//! and the tasks in progress: each busy member's listener handling one delivery (the service's
+//! `Listener::handle`, as a member runtime calls it; the queue groups' names and subjects are
+//! the `Listener` impls'), and the HTTP
 //! requests the model splits into two steps (a no-outbox request between its save and its
 //! publish, a racy reservation between its check and its insert). Every task reaches the
 //! stores and the core through gated wrappers ([`crate::gated`]), so a step runs exactly the
@@ -11,6 +13,8 @@
 //! Naming (the model's, SPEC.md section 4): ticket k is the k-th ticket created, order k the
 //! k-th order created, message k the stream's sequence k + 1, member m of a group the m-th
 //! member that joined it. Every ticket has one owner and every order one buyer.
+//!
+//! The world's ghost variables are kept in its `ghosts` module.
 //!
 //! The invariant between steps: no task is running; every member task is parked at its gate
 //! at the operation the model's next step for that member names; with the outbox, both
@@ -99,7 +103,7 @@ pub struct World {
     pub(crate) reserving: Vec<Request>,
     /// The stream's messages decoded so far, by sequence - 1.
     pub(crate) stream: Vec<Streamed>,
-    /// The harness's ghost variables (kept in [`ghosts`]; the abstraction function hands them
+    /// The harness's ghost variables (kept in `ghosts`; the abstraction function hands them
     /// over as they are).
     pub(crate) ghost: Ghost,
     /// What the harness saw during steps that the model's state cannot express.
