@@ -16,8 +16,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::Publisher;
-use crate::bus::{Bus, BusError, EmbeddedBus, JetStreamBus, JetStreamConfig, ListenerOptions};
+use crate::bus::{
+    Bus, BusError, EmbeddedBus, JetStreamBus, JetStreamConfig, ListenerOptions, Publisher,
+};
 use crate::services::ServiceConfig;
 use crate::services::auth::{MissingKey, SessionKey};
 use crate::services::http::{AppState, OrderStore, TicketStore, router};
