@@ -8,14 +8,13 @@
 //! model cannot express is listed among the world's problems, never dropped.
 
 use model::state::{MAX_TICKETS, MAX_VERSIONS};
-use ticketing::bus::core::Seq;
 use ticketing::events::Event;
 use ticketing::records::{Ticket, TicketReplica};
 
 use crate::gated::Written;
 use crate::terms::model_price;
 
-use super::World;
+use super::{Seq, World};
 
 impl World {
     /// Journals the writes the last step let through into ghost variables (and learns the
