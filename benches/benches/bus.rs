@@ -1,15 +1,15 @@
 //! Bus throughput: publish -> handle -> ack, events/s, with 1 and 2 members of one queue group.
 //!
 //! - `bus_embedded`: `EmbeddedBus` driven as the services drive it (`Publisher::publish` with
-//!   the event's publish id, members running the listener runtime, whose handler acks);
+//!   the event's publish id, members running the member runtime, whose handler acks);
 //!   yardstick: a tokio `mpsc(1024)` hand-off per member (round robin) carrying the same
 //!   payloads, encoded by the producer and decoded by the consumer as the bus's members do.
 //!   Two diagnostics (no goal) split the gap: `EmbeddedBus-no-publish-id` publishes without
 //!   publish ids (no duplicate window), and `EmbeddedBus-subscription` has each member pull,
-//!   decode and ack on its `Subscription` directly, without the listener runtime (no task per
+//!   decode and ack on its `Subscription` directly, without the member runtime (no task per
 //!   delivery).
 //! - `bus_jetstream`: `JetStreamBus` (`publish_many` in batches of 256, the relay's batch size,
-//!   with publish ids; members running the listener runtime); yardstick: raw async-nats publishes
+//!   with publish ids; members running the member runtime); yardstick: raw async-nats publishes
 //!   with a sliding window of 256 acks in flight (the same `Nats-Msg-Id`s) and one pull
 //!   consumer task per member acking each message, on the same server, on a stream made with
 //!   the same settings. A fresh stream per run (one per benchmark), purged between samples,
@@ -35,11 +35,13 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use benches::workload::ticket_updates;
-use ticketing::bus::listener::{self, Handler};
 use ticketing::bus::{
     Bus, EmbeddedBus, JetStreamBus, JetStreamConfig, ListenerOptions, MessageHandle, Publisher,
 };
 use ticketing::events::{Event, Subject};
+use ticketing::services::listener::Listener;
+use ticketing::services::member;
+use ticketing::services::{ListenerError, Outcome};
 use ticketing::testkit;
 
 /// Counts acknowledged events and wakes the benchmark when the expected number is reached.
@@ -81,15 +83,24 @@ impl AckCounter {
     }
 }
 
-/// The "handle" of publish -> handle -> ack: the event is decoded by the runtime; the handler
-/// looks at it and acknowledges.
-impl Handler for AckCounter {
-    async fn handle<M: MessageHandle>(&self, event: Event, message: &M) {
-        std::hint::black_box(&event);
+/// The "handle" of publish -> handle -> ack: the event is decoded by the runtime; the listener
+/// looks at it and acknowledges. Its queue group and subjects are nominal: each benchmark
+/// joins the group its [`ListenerOptions`] name.
+impl Listener for AckCounter {
+    const QUEUE_GROUP: &'static str = "bench";
+    const SUBJECTS: &'static [Subject] = &[Subject::TicketUpdated];
+
+    async fn handle<M: MessageHandle>(
+        &self,
+        event: &Event,
+        message: &M,
+    ) -> Result<Outcome, ListenerError> {
+        std::hint::black_box(event);
         if let Err(error) = message.ack().await {
             panic!("ack failed: {error}");
         }
         self.count();
+        Ok(Outcome::Applied)
     }
 }
 
@@ -126,7 +137,7 @@ where
     let stop = CancellationToken::new();
     let mut running = Vec::with_capacity(members);
     for _ in 0..members {
-        let member = listener::join(bus, &options)
+        let member = member::join(bus, &options)
             .await
             .unwrap_or_else(|e| panic!("join: {e}"));
         running.push(tokio::spawn(member.run(Arc::clone(&counter), stop.clone())));
@@ -143,7 +154,7 @@ where
     elapsed
 }
 
-/// The diagnostic without the listener runtime: each member pulls from its subscription,
+/// The diagnostic without the member runtime: each member pulls from its subscription,
 /// decodes and acks in one loop, as the runtime does minus its task per delivery.
 async fn through_subscriptions(members: usize, events: u64) -> Duration {
     use ticketing::bus::{Delivery, Subscription};

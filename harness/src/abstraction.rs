@@ -1,10 +1,9 @@
 //! The abstraction function: the implementation's state, as a model [`State`].
 //!
-//! Values: a model price `p` is `BASE_CENTS + EDIT_CENTS * p` cents, and the title at that
-//! price is [`title_of`]`(p)` (the model lets one field stand for title and price, so the
-//! harness makes the title a function of the price and checks every stored title against
-//! it). Versions and reservation numbers map to themselves. Records, orders and messages map
-//! to their index in creation order (see [`crate::world`]).
+//! Values and records are named in the model's terms ([`crate::terms`]): prices and titles by
+//! the model's price, versions and reservation numbers as they are, records, orders and
+//! messages by their index in creation order (see [`crate::world`]); every stored title is
+//! checked against the title at its price.
 //!
 //! What is read, and from where:
 //! - tickets (version, price, order, reservation): the tickets service's store;
@@ -26,8 +25,8 @@
 //! expressed in the model's terms; anything else is listed in [`Observation::problems`].
 
 use model::state::{
-    self, Event, MAX_MESSAGES, MAX_ORDERS, MAX_OUTBOX, MAX_TICKETS, Member, Message, OrderStatus,
-    Replica, Service, State, Status, Step,
+    self, MAX_MESSAGES, MAX_ORDERS, MAX_OUTBOX, MAX_TICKETS, Member, Message, OrderStatus, Replica,
+    Service, State, Status, Step,
 };
 use ticketing::bus::broker::Status as CoreStatus;
 use ticketing::events;
@@ -36,32 +35,8 @@ use ticketing::records::{self, Ticket, TicketReplica};
 
 use crate::gate::Op;
 use crate::gated::lock_core;
-use crate::world::{Ids, Refusal, World};
-
-/// The price of a ticket at model price 0, in cents.
-pub const BASE_CENTS: u64 = 1000;
-/// What one model price step adds, in cents.
-pub const EDIT_CENTS: u64 = 100;
-
-/// The implementation's price for model price `price`.
-pub fn price_of(price: state::Price) -> Result<Price, Refusal> {
-    Price::from_cents(BASE_CENTS + EDIT_CENTS * u64::from(price))
-        .map_err(|error| Refusal(format!("model price {price}: {error}")))
-}
-
-/// The model price an implementation price stands for, if it is one the harness sets.
-pub fn model_price(price: Price) -> Option<state::Price> {
-    let above = price.cents().checked_sub(BASE_CENTS)?;
-    if above % EDIT_CENTS != 0 {
-        return None;
-    }
-    state::Price::try_from(above / EDIT_CENTS).ok()
-}
-
-/// The title a ticket has at model price `price`.
-pub fn title_of(price: state::Price) -> String {
-    format!("Concert (edit {price})")
-}
+use crate::terms::{Ids, model_event, model_price, title_of};
+use crate::world::World;
 
 /// The implementation's state in the model's terms.
 #[derive(Clone, Debug)]
@@ -98,64 +73,6 @@ fn check_title(title: &str, at: state::Price, what: &str, problems: &mut Vec<Str
             title_of(at)
         ));
     }
-}
-
-/// An implementation event in the model's terms.
-pub(crate) fn model_event(ids: &Ids, event: &events::Event) -> Result<Event, String> {
-    let ticket = |id| {
-        ids.ticket(id)
-            .ok_or_else(|| format!("event about unknown ticket {id}"))
-    };
-    let order = |id| {
-        ids.order(id)
-            .ok_or_else(|| format!("event about unknown order {id}"))
-    };
-    let small = |value: u64, what: &str| {
-        u8::try_from(value).map_err(|_| format!("{what} {value} is beyond what the model holds"))
-    };
-    let price = |value: Price| {
-        model_price(value).ok_or_else(|| format!("price {} cents in an event", value.cents()))
-    };
-    Ok(match event {
-        events::Event::TicketCreated(e) => {
-            let p = price(e.price)?;
-            if *e.title != title_of(p) {
-                return Err(format!(
-                    "ticket:created with title {:?} at price {p}",
-                    e.title
-                ));
-            }
-            Event::TicketCreated {
-                ticket: ticket(e.id)?,
-                price: p,
-            }
-        }
-        events::Event::TicketUpdated(e) => {
-            let p = price(e.price)?;
-            if *e.title != title_of(p) {
-                return Err(format!(
-                    "ticket:updated with title {:?} at price {p}",
-                    e.title
-                ));
-            }
-            Event::TicketUpdated {
-                ticket: ticket(e.id)?,
-                version: small(e.version, "version")?,
-                price: p,
-                order: e.order_id.map(order).transpose()?,
-            }
-        }
-        events::Event::OrderCreated(e) => Event::OrderCreated {
-            order: order(e.id)?,
-            ticket: ticket(e.ticket.id)?,
-            reservation: small(e.reservation, "reservation")?,
-        },
-        events::Event::OrderCancelled(e) => Event::OrderCancelled {
-            order: order(e.id)?,
-            ticket: ticket(e.ticket.id)?,
-            reservation: small(e.reservation, "reservation")?,
-        },
-    })
 }
 
 /// The model step a task parked at `op` takes next.
@@ -382,7 +299,7 @@ fn observe_broker(world: &World, state: &mut State, problems: &mut Vec<String>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::state::{Budget, Group, Order, Ticket as ModelTicket};
+    use model::state::{Budget, Event, Group, Order, Ticket as ModelTicket};
     use model::{Config, Variant};
     use ticketing::events::{OrderCreated, OrderedTicket, TicketCreated, TicketUpdated};
     use ticketing::id::Id;
@@ -390,22 +307,7 @@ mod tests {
     use ticketing::store::ReservationCheck;
 
     use crate::gated::publish_to_core;
-
-    #[test]
-    fn prices_round_trip_and_foreign_prices_are_refused() {
-        for p in [0, 1, 7, 255] {
-            assert_eq!(model_price(price_of(p).unwrap()), Some(p));
-        }
-        assert_eq!(
-            model_price(Price::from_cents(BASE_CENTS - 100).unwrap()),
-            None
-        );
-        assert_eq!(
-            model_price(Price::from_cents(BASE_CENTS + 50).unwrap()),
-            None
-        );
-        assert_ne!(title_of(1), title_of(2));
-    }
+    use crate::terms::price_of;
 
     fn ticket(id: Id, version: u64, price: u8, order_id: Option<Id>) -> Ticket {
         Ticket {

@@ -11,8 +11,11 @@
 //!   broker operation; the harness polls it by hand and lets one operation through at a time.
 //! - [`gated`]: the gated store, publisher and message handle tasks reach the world through,
 //!   and the journal of the writes they let through.
+//! - [`terms`]: the model's terms for the implementation's values and records (prices, titles,
+//!   records by index, events), and [`terms::Refusal`].
 //! - [`world`]: the implementation in process (two memory stores, one broker core, the
-//!   services' domain operations and listeners) and how each model action is taken on it.
+//!   services' domain operations and their `Listener`s) and how each model action is taken on
+//!   it; its ghost variables from the journal of gated writes.
 //! - [`abstraction`]: the abstraction function, from the implementation's state to a model
 //!   state.
 //! - [`report`]: divergence reports (the differing fields side by side, and the path).
@@ -23,7 +26,11 @@
 //! - [`counterexamples`]: `harness counterexamples`: every variant's counterexample violates
 //!   its property on the implementation, and the same scenario holds on the reference.
 //! - [`soak`]: `harness soak`: a randomized concurrent workload against real NATS JetStream and
-//!   PostgreSQL with faults injected, checked at the end.
+//!   PostgreSQL with faults injected, checked at the end; the system is `ticketing serve`'s
+//!   own assembly (HTTP in front of the services' supervisor) with the soak's hooks on it.
+//!
+//! The modules form a DAG in the order listed: each uses only modules listed before it (and
+//! `soak` none of them; its own modules keep the same rule, see its layout).
 
 pub mod abstraction;
 pub mod counterexamples;
@@ -34,4 +41,5 @@ pub mod gated;
 pub mod replay;
 pub mod report;
 pub mod soak;
+pub mod terms;
 pub mod world;

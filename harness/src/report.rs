@@ -118,119 +118,11 @@ fn prices(row: &[u8; MAX_VERSIONS]) -> String {
 
 /// Every field in which `observed` differs from `expected`.
 pub fn differences(expected: &State, observed: &State) -> Vec<Difference> {
-    let mut found = Vec::new();
-    let mut field = |name: String, model: String, implementation: String, ghost: bool| {
-        if model != implementation {
-            found.push(Difference {
-                field: name,
-                model,
-                implementation,
-                ghost,
-            });
-        }
-    };
-    let tickets = expected.tickets.len().max(observed.tickets.len());
-    for t in 0..tickets {
-        field(
-            format!("ticket {t}"),
-            ticket(expected.tickets.get(t)),
-            ticket(observed.tickets.get(t)),
-            false,
-        );
-    }
-    for t in 0..MAX_TICKETS {
-        field(
-            format!("replica {t}"),
-            replica(expected.replicas[t]),
-            replica(observed.replicas[t]),
-            false,
-        );
-        field(
-            format!("reservation count of ticket {t}"),
-            expected.reservations[t].to_string(),
-            observed.reservations[t].to_string(),
-            false,
-        );
-    }
-    for o in 0..expected.orders.len().max(observed.orders.len()) {
-        field(
-            format!("order {o}"),
-            order(expected.orders.get(o)),
-            order(observed.orders.get(o)),
-            false,
-        );
-    }
-    for service in Service::ALL {
-        field(
-            format!("{} outbox", service.name()),
-            events(expected.outbox(service).as_slice()),
-            events(observed.outbox(service).as_slice()),
-            false,
-        );
-    }
-    field(
-        "reservation requests (tickets)".into(),
-        format!("{:?}", expected.reservation_requests.as_slice()),
-        format!("{:?}", observed.reservation_requests.as_slice()),
-        false,
-    );
-    for m in 0..expected.messages.len().max(observed.messages.len()) {
-        field(
-            format!("message {m}"),
-            message(expected.messages.get(m)),
-            message(observed.messages.get(m)),
-            false,
-        );
-    }
-    for group in Group::ALL {
-        for m in 0..MAX_MEMBERS {
-            field(
-                format!("{} member {m}", group.name()),
-                member(expected.group_members(group)[m]),
-                member(observed.group_members(group)[m]),
-                false,
-            );
-        }
-    }
-    field(
-        "budget".into(),
-        format!("{:?}", expected.budget),
-        format!("{:?}", observed.budget),
-        false,
-    );
-    let (e, o) = (&expected.ghost, &observed.ghost);
-    for t in 0..MAX_TICKETS {
-        field(
-            format!("price history of ticket {t}"),
-            prices(&e.price_at[t]),
-            prices(&o.price_at[t]),
-            true,
-        );
-        field(
-            format!("ticket events applied to replica {t} (versions)"),
-            bits(e.ticket_events_applied[t]),
-            bits(o.ticket_events_applied[t]),
-            true,
-        );
-        field(
-            format!("order events applied to ticket {t} (reservations)"),
-            bits(e.order_events_applied[t]),
-            bits(o.order_events_applied[t]),
-            true,
-        );
-    }
-    field(
-        "a version went down".into(),
-        e.version_regressed.to_string(),
-        o.version_regressed.to_string(),
-        true,
-    );
-    field(
-        "a reserved ticket's price changed".into(),
-        e.reserved_price_changed.to_string(),
-        o.reserved_price_changed.to_string(),
-        true,
-    );
+    let mut found = Fields::default();
+    found.records(expected, observed);
+    found.broker(expected, observed);
+    found.ghosts(expected, observed);
+    let mut found = found.0;
     if found.is_empty() && expected != observed {
         found.push(Difference {
             field: "(a field this report does not list)".into(),
@@ -240,6 +132,138 @@ pub fn differences(expected: &State, observed: &State) -> Vec<Difference> {
         });
     }
     found
+}
+
+/// The differing fields found so far.
+#[derive(Default)]
+struct Fields(Vec<Difference>);
+
+impl Fields {
+    /// Notes field `name` if the model's and the implementation's renderings differ.
+    fn field(&mut self, name: String, model: String, implementation: String, ghost: bool) {
+        if model != implementation {
+            self.0.push(Difference {
+                field: name,
+                model,
+                implementation,
+                ghost,
+            });
+        }
+    }
+
+    /// Tickets, replicas, reservation counts, orders, outboxes, reservation requests.
+    fn records(&mut self, expected: &State, observed: &State) {
+        let tickets = expected.tickets.len().max(observed.tickets.len());
+        for t in 0..tickets {
+            self.field(
+                format!("ticket {t}"),
+                ticket(expected.tickets.get(t)),
+                ticket(observed.tickets.get(t)),
+                false,
+            );
+        }
+        for t in 0..MAX_TICKETS {
+            self.field(
+                format!("replica {t}"),
+                replica(expected.replicas[t]),
+                replica(observed.replicas[t]),
+                false,
+            );
+            self.field(
+                format!("reservation count of ticket {t}"),
+                expected.reservations[t].to_string(),
+                observed.reservations[t].to_string(),
+                false,
+            );
+        }
+        for o in 0..expected.orders.len().max(observed.orders.len()) {
+            self.field(
+                format!("order {o}"),
+                order(expected.orders.get(o)),
+                order(observed.orders.get(o)),
+                false,
+            );
+        }
+        for service in Service::ALL {
+            self.field(
+                format!("{} outbox", service.name()),
+                events(expected.outbox(service).as_slice()),
+                events(observed.outbox(service).as_slice()),
+                false,
+            );
+        }
+        self.field(
+            "reservation requests (tickets)".into(),
+            format!("{:?}", expected.reservation_requests.as_slice()),
+            format!("{:?}", observed.reservation_requests.as_slice()),
+            false,
+        );
+    }
+
+    /// Messages, members, and the budget.
+    fn broker(&mut self, expected: &State, observed: &State) {
+        for m in 0..expected.messages.len().max(observed.messages.len()) {
+            self.field(
+                format!("message {m}"),
+                message(expected.messages.get(m)),
+                message(observed.messages.get(m)),
+                false,
+            );
+        }
+        for group in Group::ALL {
+            for m in 0..MAX_MEMBERS {
+                self.field(
+                    format!("{} member {m}", group.name()),
+                    member(expected.group_members(group)[m]),
+                    member(observed.group_members(group)[m]),
+                    false,
+                );
+            }
+        }
+        self.field(
+            "budget".into(),
+            format!("{:?}", expected.budget),
+            format!("{:?}", observed.budget),
+            false,
+        );
+    }
+
+    /// The ghost variables.
+    fn ghosts(&mut self, expected: &State, observed: &State) {
+        let (e, o) = (&expected.ghost, &observed.ghost);
+        for t in 0..MAX_TICKETS {
+            self.field(
+                format!("price history of ticket {t}"),
+                prices(&e.price_at[t]),
+                prices(&o.price_at[t]),
+                true,
+            );
+            self.field(
+                format!("ticket events applied to replica {t} (versions)"),
+                bits(e.ticket_events_applied[t]),
+                bits(o.ticket_events_applied[t]),
+                true,
+            );
+            self.field(
+                format!("order events applied to ticket {t} (reservations)"),
+                bits(e.order_events_applied[t]),
+                bits(o.order_events_applied[t]),
+                true,
+            );
+        }
+        self.field(
+            "a version went down".into(),
+            e.version_regressed.to_string(),
+            o.version_regressed.to_string(),
+            true,
+        );
+        self.field(
+            "a reserved ticket's price changed".into(),
+            e.reserved_price_changed.to_string(),
+            o.reserved_price_changed.to_string(),
+            true,
+        );
+    }
 }
 
 /// How the implementation departed from the model.
@@ -272,7 +296,7 @@ pub struct Divergence {
     /// Each step of the path in the model's words (what it did in the model).
     pub descriptions: Vec<String>,
     /// How many of the last actions are stutter probes (deliveries the model leaves out;
-    /// see [`crate::replay::Replay::probe_stutters`]) rather than steps of the model.
+    /// see `Replay::probe_stutters` in the replay module) rather than steps of the model.
     pub probes: usize,
     /// How it departed.
     pub departure: Departure,

@@ -11,11 +11,13 @@
 //! # What runs
 //!
 //! The real services (tickets and orders, the reference variant unless `--variant` says
-//! otherwise) on `JetStreamBus` and `PgStore`, `--members` members per queue group, one
-//! outbox relay per service and the services' HTTP router on `127.0.0.1:0`, built from the
-//! same public parts `ticketing::services::app::start` uses; `--clients` clients drive it over
-//! HTTP with reqwest. See [`system`] for how the assembly differs (each member and relay is a
-//! task the fault injector can stop, abort and replace).
+//! otherwise) on `JetStreamBus` and `PgStore`, assembled as `ticketing serve` assembles them
+//! (`ticketing::services::app::serve`: the HTTP router, here on `127.0.0.1:0`, in front of
+//! the `Supervisor` of `--members` members per queue group and one outbox relay per service);
+//! `--clients` clients drive it over HTTP with reqwest. The soak adds only hooks: around every
+//! delivery ([`hooks`]: counting, and the fault injector's crash and late plans), around every
+//! publish ([`publish_log`]), and the fault operations as steps of the supervisor ([`system`]:
+//! stop, crash and start members and relays one at a time).
 //!
 //! # Determinism
 //!
@@ -27,8 +29,14 @@
 //!
 //! # Layout
 //!
-//! - [`options`]: the run's parameters, fault kinds, and the loopback-only rule.
-//! - [`system`]: the assembly, the fault hooks in members and relays, counting.
+//! In dependency order: each module uses only modules listed before it.
+//!
+//! - [`options`]: the run's parameters, fault kinds, the loopback-only rule, where progress
+//!   goes, and why a run could not start.
+//! - [`hooks`]: the hooks on every member's deliveries: counting, crash and late plans.
+//! - [`publish_log`]: the counting publisher the services publish through.
+//! - [`system`]: the system under soak (`app::serve` with those hooks), the fault operations
+//!   on its supervisor, fresh backends per run, the run's counts.
 //! - [`workload`]: the clients and the history they record.
 //! - [`faults`]: the seeded schedule and how each fault is injected.
 //! - [`quiesce`]: waiting until nothing moves, and reading the final state.
@@ -45,13 +53,15 @@ use ticketing::variant::Variant;
 
 pub mod check;
 pub mod faults;
+pub mod hooks;
 pub mod options;
+pub mod publish_log;
 pub mod quiesce;
 pub mod report;
 pub mod system;
 pub mod workload;
 
-pub use options::{FaultKind, SoakOptions};
+pub use options::{FaultKind, Progress, SoakError, SoakOptions};
 pub use report::SoakReport;
 
 /// Options of `harness soak`.
@@ -170,25 +180,6 @@ impl SoakArgs {
     }
 }
 
-/// Why a soak could not run (as opposed to: it ran and a property failed).
-#[derive(Debug, thiserror::Error)]
-pub enum SoakError {
-    /// The options cannot be honoured (a non-loopback server, zero clients, ...).
-    #[error("{0}")]
-    Refused(String),
-    /// A server cannot be reached.
-    #[error("{service} unreachable: {why}")]
-    Unreachable {
-        /// "NATS JetStream" or "PostgreSQL".
-        service: &'static str,
-        /// Why.
-        why: String,
-    },
-    /// The system could not be assembled on reachable servers.
-    #[error("cannot start the system: {0}")]
-    Start(String),
-}
-
 /// Runs `harness soak`: builds a runtime, soaks, prints the report. 0 iff every property
 /// holds; 1 if one is violated; 2 if the run could not start.
 pub fn run(args: SoakArgs) -> ExitCode {
@@ -213,7 +204,7 @@ pub fn run(args: SoakArgs) -> ExitCode {
         options.seed,
         options.rerun_command()
     );
-    match runtime.block_on(soak(options, report::Progress::Stderr)) {
+    match runtime.block_on(soak(options, Progress::Stderr)) {
         Ok(report) => {
             println!("{report}");
             if report.all_hold() {
@@ -243,10 +234,7 @@ fn init_logging() {
 /// One soak run: assembles the system on fresh namespaces of the servers, drives it with the
 /// clients while the faults are injected, waits for quiescence, checks the properties, tears
 /// everything down, and reports. Progress lines go where `progress` says.
-pub async fn soak(
-    options: SoakOptions,
-    progress: report::Progress,
-) -> Result<SoakReport, SoakError> {
+pub async fn soak(options: SoakOptions, progress: Progress) -> Result<SoakReport, SoakError> {
     options.validate()?;
     let run_started = tokio::time::Instant::now();
     let mut system = system::System::start(&options).await?;
@@ -277,7 +265,7 @@ pub async fn soak(
     stop_clients.cancel();
     let history = workload::join_clients(clients).await;
     let workload_time = started.elapsed();
-    if progress == report::Progress::Stderr {
+    if progress == Progress::Stderr {
         eprintln!(
             "[{:5.1} s] clients stopped after {} requests; waiting for quiescence (at most {} s)",
             workload_time.as_secs_f64(),

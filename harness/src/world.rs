@@ -2,7 +2,9 @@
 //!
 //! A [`World`] holds what a running system holds: the tickets service's and the orders
 //! service's [`MemStore`]s, one [`BrokerCore`] with the two queue groups and their members,
-//! and the tasks in progress: each busy member's listener handling one delivery, and the HTTP
+//! and the tasks in progress: each busy member's listener handling one delivery (the service's
+//! `Listener::handle`, as a member runtime calls it; the queue groups' names and subjects are
+//! the `Listener` impls'), and the HTTP
 //! requests the model splits into two steps (a no-outbox request between its save and its
 //! publish, a racy reservation between its check and its insert). Every task reaches the
 //! stores and the core through gated wrappers ([`crate::gated`]), so a step runs exactly the
@@ -11,6 +13,8 @@
 //! Naming (the model's, SPEC.md section 4): ticket k is the k-th ticket created, order k the
 //! k-th order created, message k the stream's sequence k + 1, member m of a group the m-th
 //! member that joined it. Every ticket has one owner and every order one buyer.
+//!
+//! The world's ghost variables are kept in its `ghosts` module.
 //!
 //! The invariant between steps: no task is running; every member task is parked at its gate
 //! at the operation the model's next step for that member names; with the outbox, both
@@ -23,43 +27,35 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll, Waker};
 
-use model::state::{Ghost, Group, MAX_TICKETS, MAX_VERSIONS, Member, Service, State, Step};
+use model::state::{Ghost, Group, Member, Service, State, Step};
 use model::{Action, Config};
 use ticketing::bus::broker::{BrokerCore, DuplicateWindow, GroupId, MemberId, Seq, Status};
 use ticketing::events::{Event, Subject};
 use ticketing::id::Id;
-use ticketing::records::{Ticket, TicketReplica, UserId, Version};
+use ticketing::records::{Ticket, UserId, Version};
+use ticketing::services::listener::Listener;
 use ticketing::services::orders::{self, OrdersService};
 use ticketing::services::relay::relay_batch;
 use ticketing::services::tickets::{self, TicketInput, TicketsService};
 use ticketing::services::{ApiError, ListenerError, Outcome, ServiceConfig};
 use ticketing::store::MemStore;
 
-use crate::abstraction::{model_event, model_price, price_of, title_of};
-use crate::gate::{Gate, GateError, Op, Parked, StepKind, Task};
+use crate::gate::{Gate, Op, Parked, StepKind, Task};
 use crate::gated::{
-    CorePublisher, GatedHandle, GatedPublisher, GatedStore, Journal, SharedCore, Written, lock_core,
+    CorePublisher, GatedHandle, GatedPublisher, GatedStore, Journal, SharedCore, lock_core,
 };
+pub use crate::terms::Refusal;
+use crate::terms::{Ids, model_event, model_price, price_of, title_of};
+
+mod ghosts;
 
 /// The user who creates and edits every ticket.
 pub const OWNER: &str = "owner";
 /// The user who places and cancels every order.
 pub const BUYER: &str = "buyer";
 
-/// The implementation could not take a step the model took (or took it differently in a way
-/// no state comparison could show, such as an HTTP error).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Refusal(pub String);
-
 fn refuse<T>(reason: impl Into<String>) -> Result<T, Refusal> {
     Err(Refusal(reason.into()))
-}
-
-impl From<GateError> for Refusal {
-    fn from(error: GateError) -> Self {
-        Refusal(error.to_string())
-    }
 }
 
 /// A member's listener task: one delivery being handled.
@@ -86,29 +82,6 @@ pub(crate) struct Request {
     pub(crate) task: Task<Result<(), ApiError>>,
 }
 
-/// The ids of the records the harness names by index, in creation order.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Ids {
-    pub(crate) tickets: Vec<Id>,
-    pub(crate) orders: Vec<Id>,
-}
-
-impl Ids {
-    pub(crate) fn ticket(&self, id: Id) -> Option<u8> {
-        self.tickets
-            .iter()
-            .position(|known| *known == id)
-            .and_then(|ix| u8::try_from(ix).ok())
-    }
-
-    pub(crate) fn order(&self, id: Id) -> Option<u8> {
-        self.orders
-            .iter()
-            .position(|known| *known == id)
-            .and_then(|ix| u8::try_from(ix).ok())
-    }
-}
-
 /// The implementation of one variant, in process.
 pub struct World {
     pub(crate) variant: model::Variant,
@@ -130,7 +103,8 @@ pub struct World {
     pub(crate) reserving: Vec<Request>,
     /// The stream's messages decoded so far, by sequence - 1.
     pub(crate) stream: Vec<Streamed>,
-    /// The harness's ghost variables (see [`crate::abstraction`]).
+    /// The harness's ghost variables (kept in `ghosts`; the abstraction function hands them
+    /// over as they are).
     pub(crate) ghost: Ghost,
     /// What the harness saw during steps that the model's state cannot express.
     pub(crate) problems: Vec<String>,
@@ -147,18 +121,27 @@ impl std::fmt::Debug for World {
     }
 }
 
-/// The queue group listening for `group`'s events, and its subjects.
-fn queue_group(group: Group) -> (&'static str, [Subject; 2]) {
+/// The tickets service as a stepped task runs it.
+type Tickets = TicketsService<GatedStore, GatedPublisher>;
+/// The orders service as a stepped task runs it.
+type Orders = OrdersService<GatedStore, GatedPublisher>;
+
+/// The model's queue group `group`: the name and subjects of the listener behind it.
+fn queue_group(group: Group) -> (&'static str, &'static [Subject]) {
     match group {
-        Group::Orders => (
-            orders::QUEUE_GROUP,
-            [Subject::TicketCreated, Subject::TicketUpdated],
-        ),
-        Group::Tickets => (
-            tickets::QUEUE_GROUP,
-            [Subject::OrderCreated, Subject::OrderCancelled],
-        ),
+        Group::Orders => (Orders::QUEUE_GROUP, Orders::SUBJECTS),
+        Group::Tickets => (Tickets::QUEUE_GROUP, Tickets::SUBJECTS),
     }
+}
+
+/// A stepped task handling one delivery, as a member runtime would: the listener's `handle`.
+fn listening_task<L: Listener>(
+    gate: Gate,
+    listener: L,
+    event: Event,
+    handle: GatedHandle,
+) -> Task<Result<Outcome, ListenerError>> {
+    Task::new(gate, async move { listener.handle(&event, &handle).await })
 }
 
 /// The implementation's variant of the model's (they are matched by SPEC.md's name).
@@ -225,7 +208,7 @@ impl World {
         let mut member_ids: [Vec<MemberId>; 2] = [Vec::new(), Vec::new()];
         for group in Group::ALL {
             let (name, subjects) = queue_group(group);
-            let subjects = subjects.map(Subject::as_str);
+            let subjects: Vec<&str> = subjects.iter().map(|subject| subject.as_str()).collect();
             let id = core
                 .group(name, &subjects, u32::from(config.max_deliver))
                 .map_err(|error| Refusal(error.to_string()))?;
@@ -260,11 +243,7 @@ impl World {
         })
     }
 
-    fn tickets_service(
-        &self,
-        gate: &Gate,
-        by: Option<Seq>,
-    ) -> TicketsService<GatedStore, GatedPublisher> {
+    fn tickets_service(&self, gate: &Gate, by: Option<Seq>) -> Tickets {
         TicketsService::new(
             GatedStore::new(
                 self.tickets_store.clone(),
@@ -277,11 +256,7 @@ impl World {
         )
     }
 
-    fn orders_service(
-        &self,
-        gate: &Gate,
-        by: Option<Seq>,
-    ) -> OrdersService<GatedStore, GatedPublisher> {
+    fn orders_service(&self, gate: &Gate, by: Option<Seq>) -> Orders {
         OrdersService::new(
             GatedStore::new(
                 self.orders_store.clone(),
@@ -567,15 +542,11 @@ impl World {
         let task = match group {
             Group::Orders => {
                 let service = self.orders_service(&gate, Some(seq));
-                Task::new(gate, async move {
-                    orders::listeners::handle(&service, &event, &handle).await
-                })
+                listening_task(gate, service, event, handle)
             }
             Group::Tickets => {
                 let service = self.tickets_service(&gate, Some(seq));
-                Task::new(gate, async move {
-                    tickets::listeners::handle(&service, &event, &handle).await
-                })
+                listening_task(gate, service, event, handle)
             }
         };
         let listening = Listening {
@@ -679,141 +650,6 @@ impl World {
     pub(crate) fn stream_event(&self, seq: Seq) -> Option<Event> {
         let index = usize::try_from(seq.checked_sub(1)?).ok()?;
         self.stream.get(index)?.event.clone()
-    }
-
-    fn apply_journal(&mut self) {
-        for written in self.journal.drain() {
-            match written {
-                Written::Ticket { before, after, by } => {
-                    if before.is_none() && self.ids.ticket(after.id).is_none() {
-                        self.ids.tickets.push(after.id);
-                    }
-                    self.journal_ticket(before, &after, by);
-                }
-                Written::Replica { before, after, by } => {
-                    self.journal_replica(before, &after, by);
-                }
-                Written::Order { after } => {
-                    if self.ids.order(after.id).is_none() {
-                        self.ids.orders.push(after.id);
-                    }
-                }
-            }
-        }
-    }
-
-    fn journal_ticket(&mut self, before: Option<Ticket>, after: &Ticket, by: Option<Seq>) {
-        let Some(ticket) = self.ids.ticket(after.id) else {
-            self.problems
-                .push(format!("a write to ticket {} no request created", after.id));
-            return;
-        };
-        let t = usize::from(ticket);
-        match (model_price(after.price), usize::try_from(after.version)) {
-            (Some(price), Ok(version)) if t < MAX_TICKETS && version < MAX_VERSIONS => {
-                self.ghost.price_at[t][version] = price;
-            }
-            _ => self.problems.push(format!(
-                "ticket {ticket} written at v{} with price {} cents, beyond what the model holds",
-                after.version,
-                after.price.cents()
-            )),
-        }
-        if let Some(before) = &before {
-            if after.version < before.version {
-                self.ghost.version_regressed = true;
-            }
-            if before.order_id.is_some() && before.price != after.price {
-                self.ghost.reserved_price_changed = true;
-            }
-        }
-        if let Some(seq) = by {
-            match self.stream_event(seq) {
-                Some(Event::OrderCreated(event)) => {
-                    self.mark_order_event(t, event.reservation);
-                }
-                Some(Event::OrderCancelled(event)) => {
-                    self.mark_order_event(t, event.reservation);
-                }
-                other => self.problems.push(format!(
-                    "ticket {ticket} written for message {} ({other:?}), not an order event",
-                    seq - 1
-                )),
-            }
-        }
-    }
-
-    fn mark_order_event(&mut self, t: usize, reservation: u64) {
-        match u32::try_from(reservation) {
-            Ok(bit) if bit < 16 && t < MAX_TICKETS => {
-                self.ghost.order_events_applied[t] |= 1 << bit;
-            }
-            _ => self.problems.push(format!(
-                "reservation {reservation} of ticket {t} is beyond what the model holds"
-            )),
-        }
-    }
-
-    fn journal_replica(
-        &mut self,
-        before: Option<TicketReplica>,
-        after: &TicketReplica,
-        by: Option<Seq>,
-    ) {
-        let Some(ticket) = self.ids.ticket(after.id) else {
-            self.problems.push(format!(
-                "a replica of ticket {} no request created",
-                after.id
-            ));
-            return;
-        };
-        let t = usize::from(ticket);
-        if before.is_some_and(|before| after.version < before.version) {
-            self.ghost.version_regressed = true;
-        }
-        let version = match by.and_then(|seq| self.stream_event(seq)) {
-            Some(Event::TicketCreated(_)) => 0,
-            Some(Event::TicketUpdated(event)) => event.version,
-            other => {
-                self.problems.push(format!(
-                    "replica {ticket} written for {other:?}, not a ticket event"
-                ));
-                return;
-            }
-        };
-        match u32::try_from(version) {
-            Ok(bit) if bit < 16 && t < MAX_TICKETS => {
-                self.ghost.ticket_events_applied[t] |= 1 << bit;
-            }
-            _ => self.problems.push(format!(
-                "ticket {ticket}'s event v{version} is beyond what the model holds"
-            )),
-        }
-    }
-
-    /// Version monotonicity as observed between steps, over every record of both stores.
-    fn notice_regressions(&mut self) {
-        let mut seen = Vec::new();
-        for id in &self.ids.tickets {
-            if let Some(ticket) = self.tickets_store.find_now::<Ticket>(*id) {
-                seen.push((("ticket", *id), ticket.version));
-            }
-            if let Some(replica) = self.orders_store.find_now::<TicketReplica>(*id) {
-                seen.push((("ticket replica", *id), replica.version));
-            }
-        }
-        for id in &self.ids.orders {
-            if let Some(order) = self.orders_store.find_order_now(*id) {
-                seen.push((("order", *id), order.version));
-            }
-        }
-        for (key, version) in seen {
-            if let Some(before) = self.versions.insert(key, version)
-                && version < before
-            {
-                self.ghost.version_regressed = true;
-            }
-        }
     }
 }
 

@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use harness::soak::report::Progress;
 use harness::soak::workload::RequestKind;
-use harness::soak::{FaultKind, SoakError, SoakOptions, SoakReport, soak};
+use harness::soak::{FaultKind, Progress, SoakError, SoakOptions, SoakReport, soak};
 use ticketing::testkit::{database_url, nats_url, unavailable};
 use ticketing::variant::Variant;
 

@@ -19,8 +19,10 @@
 //!   reservation, the transactional outbox) and their backends.
 //! - [`bus`]: the event bus traits (publish, queue-group subscriptions, ack/nak/term,
 //!   dead letters) and their backends.
-//! - [`services`]: the tickets and orders services (HTTP operations, listeners, outbox relays,
-//!   sessions) and the assembly behind `ticketing serve`.
+//! - [`services`]: the tickets and orders services (HTTP operations, listeners behind one
+//!   `Listener` seam, outbox relays, sessions), the member runtime that hands deliveries to
+//!   the listeners, the supervisor of members and relays, and the assembly behind `ticketing
+//!   serve` (which the soak runs too).
 //! - [`sync`]: `std` or `loom` synchronisation primitives, so the memory store can be checked
 //!   exhaustively under `--cfg loom`.
 //! - [`testkit`]: how tests reach real servers, and skip or fail when they cannot.

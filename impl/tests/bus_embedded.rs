@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use bus_suite::{Backend, Members, ORDERS, Outstanding, TICKET_SUBJECTS};
 use ticketing::bus::broker::Status;
-use ticketing::bus::{Bus, DeadLetterReason, Delivery, EmbeddedBus, MessageHandle, listener};
+use ticketing::bus::{Bus, DeadLetterReason, Delivery, EmbeddedBus, MessageHandle};
 use ticketing::events::Subject;
+use ticketing::services::listener::Listener;
+use ticketing::services::member;
+use ticketing::services::{ListenerError, Outcome};
 
 /// The embedded backend: each test its own broker; "another process" shares the broker (the
 /// core outlives its members), as a process restart on JetStream shares the server.
@@ -180,7 +183,7 @@ async fn the_member_runtime_runs_at_most_max_in_flight_handlers() {
     let options = bus_suite::options(ORDERS, &TICKET_SUBJECTS, bus_suite::LONG_ACK_WAIT, 2);
     let running = tokio::spawn({
         let (bus, recorder, stop) = (bus.clone(), std::sync::Arc::clone(&recorder), stop.clone());
-        async move { listener::run_member(&bus, &options, recorder, stop).await }
+        async move { member::run_member(&bus, &options, recorder, stop).await }
     });
     for n in 0..5 {
         bus_suite::publish(&bus, &bus_suite::event(Subject::TicketCreated, n), None).await;
@@ -206,13 +209,21 @@ async fn the_member_runtime_runs_at_most_max_in_flight_handlers() {
 #[tokio::test(start_paused = true)]
 async fn a_panicking_handler_is_counted_and_its_event_redelivered() {
     struct PanicsOnFirstDelivery(std::sync::Mutex<Vec<u32>>);
-    impl listener::Handler for PanicsOnFirstDelivery {
-        async fn handle<M: MessageHandle>(&self, _event: ticketing::events::Event, message: &M) {
+    impl Listener for PanicsOnFirstDelivery {
+        const QUEUE_GROUP: &'static str = ORDERS;
+        const SUBJECTS: &'static [Subject] = &TICKET_SUBJECTS;
+
+        async fn handle<M: MessageHandle>(
+            &self,
+            _event: &ticketing::events::Event,
+            message: &M,
+        ) -> Result<Outcome, ListenerError> {
             self.0.lock().unwrap().push(message.delivery_count());
             if message.delivery_count() == 1 {
                 panic!("a handler bug");
             }
             message.ack().await.unwrap();
+            Ok(Outcome::Applied)
         }
     }
     let bus = EmbeddedBus::new();
@@ -220,7 +231,7 @@ async fn a_panicking_handler_is_counted_and_its_event_redelivered() {
     let stop = tokio_util::sync::CancellationToken::new();
     let ack_wait = Duration::from_secs(2);
     let options = bus_suite::options(ORDERS, &TICKET_SUBJECTS, ack_wait, 4);
-    let member = listener::join(&bus, &options).await.unwrap();
+    let member = member::join(&bus, &options).await.unwrap();
     let running = tokio::spawn(member.run(std::sync::Arc::clone(&handler), stop.clone()));
     let start = tokio::time::Instant::now();
     bus_suite::publish(&bus, &bus_suite::event(Subject::TicketCreated, 1), None).await;

@@ -49,9 +49,9 @@ use tokio_util::sync::CancellationToken;
 use ticketing::bus::PublishAck;
 use ticketing::events::Subject;
 
-use super::options::{FaultKind, SoakOptions};
-use super::report::Progress;
-use super::system::{CrashPoint, GROUPS, LatePoint, Plan, RELAYS, RelayStop, System};
+use super::hooks::{CrashPoint, LatePoint, Plan};
+use super::options::{FaultKind, Progress, SoakOptions};
+use super::system::{GROUPS, RELAYS, RelayStop, System};
 use super::workload::Issued;
 
 /// How long an armed crash or late ack waits for one of the member's deliveries to take it.

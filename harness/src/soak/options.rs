@@ -1,5 +1,5 @@
-//! A soak run's parameters, the fault kinds, seeds derived per client and for the faults, and
-//! the loopback-only rule for the servers.
+//! A soak run's parameters, the fault kinds, seeds derived per client and for the faults, the
+//! loopback-only rule for the servers, where progress lines go, and why a run could not start.
 //!
 //! The invariant: a run that would touch a server off this machine is refused before anything
 //! connects, unless `allow_remote` says otherwise.
@@ -9,7 +9,33 @@ use std::time::Duration;
 
 use ticketing::variant::Variant;
 
-use super::SoakError;
+/// Where progress lines go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The command line: a line every 10 s on stderr, and Ctrl-C ends the workload early.
+    Stderr,
+    /// Tests: nothing printed, signals left alone.
+    Silent,
+}
+
+/// Why a soak could not run (as opposed to: it ran and a property failed).
+#[derive(Debug, thiserror::Error)]
+pub enum SoakError {
+    /// The options cannot be honoured (a non-loopback server, zero clients, ...).
+    #[error("{0}")]
+    Refused(String),
+    /// A server cannot be reached.
+    #[error("{service} unreachable: {why}")]
+    Unreachable {
+        /// "NATS JetStream" or "PostgreSQL".
+        service: &'static str,
+        /// Why.
+        why: String,
+    },
+    /// The system could not be assembled on reachable servers.
+    #[error("cannot start the system: {0}")]
+    Start(String),
+}
 
 /// A kind of fault the soak injects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

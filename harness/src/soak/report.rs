@@ -12,22 +12,12 @@ use std::time::Duration;
 use ticketing::events::Subject;
 use ticketing::records::OrderStatus;
 
-use super::SoakOptions;
 use super::check::{Status, Verdict};
 use super::faults::FaultLog;
-use super::options::FaultKind;
+use super::options::{FaultKind, SoakOptions};
 use super::quiesce::{FinalState, Quiescence};
 use super::system::{Counts, GROUPS};
 use super::workload::{Entry, RequestKind};
-
-/// Where progress lines go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Progress {
-    /// The command line: a line every 10 s on stderr, and Ctrl-C ends the workload early.
-    Stderr,
-    /// Tests: nothing printed, signals left alone.
-    Silent,
-}
 
 /// The status columns of the request table.
 const COLUMNS: [&str; 7] = ["2xx", "400", "401", "404", "4xx", "5xx", "none"];
@@ -152,9 +142,21 @@ impl SoakReport {
 
 impl fmt::Display for SoakReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_setup(f)?;
+        self.write_workload(f)?;
+        self.write_faults(f)?;
+        self.write_events(f)?;
+        self.write_final_state(f)?;
+        self.write_verdicts(f)
+    }
+}
+
+/// The report's sections, in the order it prints them.
+impl SoakReport {
+    /// Where it ran, and the system's parameters.
+    fn write_setup(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let options = &self.options;
-        let counts = &self.counts;
-        let backends = &counts.backends;
+        let backends = &self.counts.backends;
         writeln!(
             f,
             "backends: NATS {}, stream {}; PostgreSQL {} (schemas tickets, orders); both \
@@ -172,6 +174,11 @@ impl fmt::Display for SoakReport {
             options.clients,
             options.seed
         )?;
+        Ok(())
+    }
+
+    /// The clients' requests, by kind and status.
+    fn write_workload(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let seconds = self.workload_time.as_secs_f64();
         writeln!(
             f,
@@ -202,6 +209,12 @@ impl fmt::Display for SoakReport {
             }
             writeln!(f)?;
         }
+        Ok(())
+    }
+
+    /// The faults, injected of scheduled, with what each came to.
+    fn write_faults(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options = &self.options;
         if options.faults.is_empty() {
             writeln!(f, "faults: none")?;
         } else {
@@ -227,6 +240,12 @@ impl fmt::Display for SoakReport {
                 scheduled
             )?;
         }
+        Ok(())
+    }
+
+    /// What the broker stored, and what the members did with it.
+    fn write_events(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let counts = &self.counts;
         let published: u64 = counts.published.iter().sum();
         let by_subject = Subject::ALL
             .iter()
@@ -288,6 +307,11 @@ impl fmt::Display for SoakReport {
                 None => writeln!(f, "consumer {group} at the end: unreadable")?,
             }
         }
+        Ok(())
+    }
+
+    /// The final state, and how quiescence went.
+    fn write_final_state(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = &self.state;
         writeln!(
             f,
@@ -314,6 +338,11 @@ impl fmt::Display for SoakReport {
                 self.quiescence.last
             )?;
         }
+        Ok(())
+    }
+
+    /// Each property's verdict, the run's, and how to rerun it.
+    fn write_verdicts(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "properties:")?;
         for verdict in &self.verdicts {
             write!(f, "{verdict}")?;
@@ -341,7 +370,7 @@ impl fmt::Display for SoakReport {
         write!(
             f,
             "rerun (same choices and fault schedule; the interleaving is the machine's): {}",
-            options.rerun_command()
+            self.options.rerun_command()
         )
     }
 }

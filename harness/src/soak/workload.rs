@@ -27,7 +27,7 @@ use ticketing::records::UserId;
 use ticketing::services::auth::SessionKey;
 use ticketing::sync::Mutex;
 
-use super::SoakOptions;
+use super::options::SoakOptions;
 
 /// How long one request may take before the client gives up on it (its outcome unknown).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

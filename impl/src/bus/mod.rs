@@ -24,17 +24,15 @@
 //!   four subjects, one durable pull consumer per queue group). One file per part: `config`,
 //!   `setup` (connecting; the stream's and consumers' configuration), `publish`, `members`
 //!   (the subscription and its puller), `delivery` (ack, nak, term), `dead_letters`.
-//! - [`listener`]: the member runtime the services run: pull under `max_in_flight`, decode,
-//!   terminate what does not decode, hand the rest to a [`listener::Handler`], shut down
-//!   gracefully.
+//!
+//! The member runtime that pulls from a [`Subscription`] and hands events to a service's
+//! listener is the services' (`services::member`).
 
 pub mod broker;
 #[cfg(not(loom))]
 pub mod embedded;
 #[cfg(not(loom))]
 pub mod jetstream;
-#[cfg(not(loom))]
-pub mod listener;
 
 #[cfg(not(loom))]
 pub use embedded::{EmbeddedBus, EmbeddedConfig};

@@ -1,5 +1,7 @@
-//! Assembly: both services behind one HTTP address, N members in each queue group, one outbox
-//! relay per service, on any store and bus backends.
+//! Assembly: both services behind one HTTP address, in front of the [`Supervisor`] that runs
+//! N members in each queue group and one outbox relay per service, on any store and bus
+//! backends. [`serve`] is the one assembly: `ticketing serve` ([`start`],
+//! [`start_with_backends`]) runs it with no delivery hooks, the soak with its fault hooks.
 //!
 //! The invariant kept at shutdown, in this order: the HTTP server stops accepting and lets
 //! requests in flight finish; the queue-group members stop (a delivery in progress finishes or
@@ -11,18 +13,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::listener;
-use crate::bus::{Bus, BusError, EmbeddedBus, JetStreamBus, JetStreamConfig, ListenerOptions};
-use crate::events::Subject;
-use crate::records::{Ticket, TicketReplica};
+use crate::bus::{
+    Bus, BusError, EmbeddedBus, JetStreamBus, JetStreamConfig, ListenerOptions, Publisher,
+};
 use crate::services::ServiceConfig;
 use crate::services::auth::{MissingKey, SessionKey};
 use crate::services::http::{AppState, OrderStore, TicketStore, router};
-use crate::services::orders::{self, OrdersService};
-use crate::services::relay::{RelayConfig, run_relay};
+use crate::services::orders::OrdersService;
+use crate::services::relay::RelayConfig;
+use crate::services::supervisor::{DeliveryHooks, NoHooks, Supervisor, SupervisorOptions, Task};
 use crate::services::tickets::{self, TicketsService};
 use crate::store::{MemStore, Outbox, PgStore, StoreError};
 
@@ -61,11 +63,15 @@ impl AppOptions {
         }
     }
 
-    fn listener_options(&self, queue_group: &str, subjects: &[Subject]) -> ListenerOptions {
-        ListenerOptions {
+    /// What the supervisor runs with: these members, ack wait, max deliver and relay
+    /// config; graceful stops take as long as they take.
+    pub fn supervisor_options(&self) -> SupervisorOptions {
+        SupervisorOptions {
+            members: self.members,
             ack_wait: self.ack_wait,
             max_deliver: self.max_deliver,
-            ..ListenerOptions::new(queue_group, subjects)
+            relay: self.relay,
+            graceful_stop_timeout: None,
         }
     }
 }
@@ -111,15 +117,117 @@ pub enum StartError {
     Bus(#[from] BusError),
 }
 
-/// A running application.
+/// Both services served: the HTTP server in front of a running [`Supervisor`].
+pub struct Serving<TS, OS, P, B, H: DeliveryHooks = NoHooks> {
+    local_addr: SocketAddr,
+    http: Task,
+    supervisor: Supervisor<TS, OS, P, B, H>,
+}
+
+impl<TS, OS, P, B, H: DeliveryHooks> std::fmt::Debug for Serving<TS, OS, P, B, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serving")
+            .field("local_addr", &self.local_addr)
+            .field("supervisor", &self.supervisor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<TS, OS, P, B, H> Serving<TS, OS, P, B, H>
+where
+    TS: TicketStore + Outbox,
+    OS: OrderStore + Outbox,
+    P: Publisher + 'static,
+    B: Bus,
+    H: DeliveryHooks,
+{
+    /// Where the HTTP API listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The members and relays.
+    pub fn supervisor(&self) -> &Supervisor<TS, OS, P, B, H> {
+        &self.supervisor
+    }
+
+    /// The members and relays, to start, stop or crash one of them.
+    pub fn supervisor_mut(&mut self) -> &mut Supervisor<TS, OS, P, B, H> {
+        &mut self.supervisor
+    }
+
+    /// Stops gracefully, in the module doc's order: HTTP (in-flight requests finish), then the
+    /// members, then the relays (after flushing); each within the supervisor's graceful stop
+    /// timeout, if it has one.
+    pub async fn shutdown(mut self) {
+        self.http
+            .stop(self.supervisor.options().graceful_stop_timeout)
+            .await;
+        self.supervisor.stop_all().await;
+    }
+}
+
+/// Serves both services: binds `listen`, starts every member and relay of `supervisor`, then
+/// serves the HTTP API with sessions checked by `sessions`. Everything that can fail comes
+/// first (the address, joining the queue groups), so a failed start leaves no task behind.
+pub async fn serve<TS, OS, P, B, H>(
+    listen: SocketAddr,
+    sessions: SessionKey,
+    mut supervisor: Supervisor<TS, OS, P, B, H>,
+) -> Result<Serving<TS, OS, P, B, H>, StartError>
+where
+    TS: TicketStore + Outbox,
+    OS: OrderStore + Outbox,
+    P: Publisher + 'static,
+    B: Bus,
+    H: DeliveryHooks,
+{
+    let options = *supervisor.options();
+    let config = &supervisor.tickets().config;
+    tracing::info!(
+        variant = %config.variant,
+        members = options.members,
+        ack_wait = ?options.ack_wait,
+        max_deliver = options.max_deliver,
+        redelivery_horizon = ?config.gap_backoff.horizon(options.max_deliver),
+        "starting the tickets and orders services"
+    );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            address: listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        address: listen,
+        source,
+    })?;
+    supervisor.start_all().await?;
+    let state = AppState {
+        tickets: Arc::clone(supervisor.tickets()),
+        orders: Arc::clone(supervisor.orders()),
+        sessions: Arc::new(sessions),
+    };
+    let stop = CancellationToken::new();
+    let http = Task::spawn("http server", stop.clone(), async move {
+        let served = axum::serve(listener, router(state))
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "http server failed");
+        }
+    });
+    Ok(Serving {
+        local_addr,
+        http,
+        supervisor,
+    })
+}
+
+/// A running application (`ticketing serve`), whatever its backends.
 pub struct RunningApp {
     local_addr: SocketAddr,
-    http_stop: CancellationToken,
-    members_stop: CancellationToken,
-    relays_stop: CancellationToken,
-    http: JoinHandle<()>,
-    members: Vec<JoinHandle<()>>,
-    relays: Vec<JoinHandle<()>>,
+    serving: Box<dyn ShutDown>,
 }
 
 impl std::fmt::Debug for RunningApp {
@@ -139,26 +247,30 @@ impl RunningApp {
     /// Stops gracefully: HTTP (in-flight requests finish), then the members, then the relays
     /// (after flushing).
     pub async fn shutdown(self) {
-        self.http_stop.cancel();
-        join("http server", self.http).await;
-        self.members_stop.cancel();
-        for member in self.members {
-            join("queue-group member", member).await;
-        }
-        self.relays_stop.cancel();
-        for relay in self.relays {
-            join("outbox relay", relay).await;
-        }
+        self.serving.shut_down().await;
     }
 }
 
-async fn join(what: &str, task: JoinHandle<()>) {
-    if let Err(error) = task.await {
-        tracing::error!(%error, "{what} task failed");
+/// [`Serving::shutdown`] whatever the backends, so one [`RunningApp`] type serves them all.
+trait ShutDown: Send {
+    fn shut_down(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+impl<TS, OS, P, B, H> ShutDown for Serving<TS, OS, P, B, H>
+where
+    TS: TicketStore + Outbox,
+    OS: OrderStore + Outbox,
+    P: Publisher + 'static,
+    B: Bus,
+    H: DeliveryHooks,
+{
+    fn shut_down(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin((*self).shutdown())
     }
 }
 
-/// Starts both services on these stores and this bus.
+/// Starts both services on these stores and this bus (their publisher too), with no delivery
+/// hooks: [`serve`] on a [`Supervisor`] of `options`.
 pub async fn start<TS, OS, B>(
     options: AppOptions,
     tickets_store: TS,
@@ -170,129 +282,19 @@ where
     OS: OrderStore + Outbox,
     B: Bus,
 {
-    let horizon = options.config.gap_backoff.horizon(options.max_deliver);
-    tracing::info!(
-        variant = %options.config.variant,
-        members = options.members,
-        ack_wait = ?options.ack_wait,
-        max_deliver = options.max_deliver,
-        redelivery_horizon = ?horizon,
-        "starting the tickets and orders services"
+    let tickets = TicketsService::new(tickets_store, bus.clone(), options.config.clone());
+    let orders = OrdersService::new(orders_store, bus.clone(), options.config.clone());
+    let supervisor = Supervisor::new(
+        Arc::new(tickets),
+        Arc::new(orders),
+        bus,
+        options.supervisor_options(),
+        NoHooks,
     );
-    let tickets = Arc::new(TicketsService::new(
-        tickets_store,
-        bus.clone(),
-        options.config.clone(),
-    ));
-    let orders = Arc::new(OrdersService::new(
-        orders_store,
-        bus.clone(),
-        options.config.clone(),
-    ));
-
-    // Everything that can fail comes first, so a failed start leaves no task behind.
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            address: options.listen,
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
-        address: options.listen,
-        source,
-    })?;
-    let tickets_group = options.listener_options(
-        tickets::QUEUE_GROUP,
-        &[Subject::OrderCreated, Subject::OrderCancelled],
-    );
-    let orders_group = options.listener_options(
-        orders::QUEUE_GROUP,
-        &[Subject::TicketCreated, Subject::TicketUpdated],
-    );
-    let mut tickets_members = Vec::with_capacity(options.members);
-    let mut orders_members = Vec::with_capacity(options.members);
-    for _ in 0..options.members.max(1) {
-        tickets_members.push(listener::join(&bus, &tickets_group).await?);
-        orders_members.push(listener::join(&bus, &orders_group).await?);
-    }
-
-    let relays_stop = CancellationToken::new();
-    let relays = vec![
-        spawn_relay(
-            "tickets",
-            Arc::clone(&tickets),
-            |s| (&s.store, &s.publisher),
-            options.relay,
-            relays_stop.clone(),
-        ),
-        spawn_relay(
-            "orders",
-            Arc::clone(&orders),
-            |s| (&s.store, &s.publisher),
-            options.relay,
-            relays_stop.clone(),
-        ),
-    ];
-    let members_stop = CancellationToken::new();
-    let mut members = Vec::with_capacity(2 * options.members);
-    for member in tickets_members {
-        members.push(members::spawn(
-            member,
-            tickets::QUEUE_GROUP,
-            Arc::clone(&tickets),
-            members_stop.clone(),
-        ));
-    }
-    for member in orders_members {
-        members.push(members::spawn(
-            member,
-            orders::QUEUE_GROUP,
-            Arc::clone(&orders),
-            members_stop.clone(),
-        ));
-    }
-
-    let state = AppState {
-        tickets,
-        orders,
-        sessions: Arc::new(options.sessions),
-    };
-    let http_stop = CancellationToken::new();
-    let stop = http_stop.clone();
-    let http = tokio::spawn(async move {
-        let served = axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "http server failed");
-        }
-    });
+    let serving = serve(options.listen, options.sessions, supervisor).await?;
     Ok(RunningApp {
-        local_addr,
-        http_stop,
-        members_stop,
-        relays_stop,
-        http,
-        members,
-        relays,
-    })
-}
-
-fn spawn_relay<T, O, P>(
-    service_name: &'static str,
-    service: Arc<T>,
-    parts: fn(&T) -> (&O, &P),
-    config: RelayConfig,
-    stop: CancellationToken,
-) -> JoinHandle<()>
-where
-    T: Send + Sync + 'static,
-    O: Outbox + 'static,
-    P: crate::bus::Publisher + 'static,
-{
-    tokio::spawn(async move {
-        let (outbox, publisher) = parts(&service);
-        run_relay(service_name, outbox, publisher, config, stop).await;
+        local_addr: serving.local_addr(),
+        serving: Box::new(serving),
     })
 }
 
@@ -321,82 +323,6 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
-    }
-}
-
-mod members {
-    //! Queue-group members: the bus's member runtime, handed each service's listeners.
-    use super::*;
-    use crate::bus::Subscription;
-    use crate::bus::listener::{Handler, Member};
-    use crate::bus::{MessageHandle, Publisher};
-    use crate::events::Event;
-    use crate::services::{ListenerError, Outcome};
-    use crate::store::VersionedStore;
-
-    impl<S, P> Handler for TicketsService<S, P>
-    where
-        S: VersionedStore<Ticket> + 'static,
-        P: Publisher + 'static,
-    {
-        async fn handle<M: MessageHandle>(&self, event: Event, message: &M) {
-            let outcome = tickets::listeners::handle(self, &event, message).await;
-            log_outcome(tickets::QUEUE_GROUP, &event, message, outcome);
-        }
-    }
-
-    impl<S, P> Handler for OrdersService<S, P>
-    where
-        S: VersionedStore<TicketReplica> + 'static,
-        P: Publisher + 'static,
-    {
-        async fn handle<M: MessageHandle>(&self, event: Event, message: &M) {
-            let outcome = orders::listeners::handle(self, &event, message).await;
-            log_outcome(orders::QUEUE_GROUP, &event, message, outcome);
-        }
-    }
-
-    fn log_outcome<M: MessageHandle>(
-        queue_group: &str,
-        event: &Event,
-        message: &M,
-        outcome: Result<Outcome, ListenerError>,
-    ) {
-        let subject = event.subject();
-        let record = event.record_id();
-        let version = event.version();
-        let delivery = message.delivery_count();
-        match outcome {
-            Ok(Outcome::Applied | Outcome::AlreadyApplied | Outcome::Waiting { .. }) => {
-                tracing::debug!(queue_group, %subject, %record, version, delivery, ?outcome, "handled");
-            }
-            Ok(outcome) => {
-                tracing::warn!(queue_group, %subject, %record, version, delivery, ?outcome, "event not applied");
-            }
-            Err(error) => {
-                tracing::warn!(
-                    queue_group, %subject, %record, version, delivery, %error,
-                    "listener failed; the event is redelivered"
-                );
-            }
-        }
-    }
-
-    /// Runs a joined member until `stop`.
-    pub(super) fn spawn<S, H>(
-        member: Member<S>,
-        queue_group: &'static str,
-        handler: Arc<H>,
-        stop: CancellationToken,
-    ) -> JoinHandle<()>
-    where
-        S: Subscription,
-        H: Handler,
-    {
-        tokio::spawn(async move {
-            let report = member.run(handler, stop).await;
-            tracing::info!(queue_group, ?report, "queue-group member stopped");
-        })
     }
 }
 

@@ -1,5 +1,5 @@
 //! The errors of the domain operations: [`ApiError`] for HTTP operations (mapped to statuses
-//! and the course's error shape in one place, [`crate::services::http`]), [`ListenerError`] for
+//! and the course's error shape in one place, the `http` module), [`ListenerError`] for
 //! listeners.
 //!
 //! Client mistakes carry the course's messages; backend failures carry their cause for the

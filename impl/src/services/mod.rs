@@ -7,13 +7,29 @@
 //! the domain operations keep: a request or delivery either completes every write it decided
 //! on, or stops at a fail point as a crash would, never half-publishing an outboxed event.
 //!
-//! - [`tickets`], [`orders`]: each service's context, its HTTP operations and its listeners.
+//! A delivery goes bus -> [`member`] runtime -> the group's [`listener::Listener`] (the
+//! service's listeners); a change to a record it read goes through `update`'s
+//! read-decide-save; every member and relay runs under the [`supervisor`], which [`app`] serves
+//! behind HTTP.
+//!
+//! - [`tickets`], [`orders`]: each service's context, its HTTP operations, its listeners and
+//!   their [`listener::Listener`] impl (the queue group, its subjects, routing by subject).
+//! - [`listener`]: the listener seam every delivery goes through (the member runtime, the
+//!   harness).
+//! - [`member`]: the member runtime: one queue-group member pulls, decodes, terminates what
+//!   does not decode, hands each event to the group's listener, logs the outcome, shuts down
+//!   gracefully.
+//! - `update`: read, decide, save, and re-read on a version conflict (the one attempts loop).
 //! - [`error`]: [`ApiError`], the one error type of the HTTP operations, and [`ListenerError`].
 //! - [`auth`]: JWT sessions.
 //! - [`http`]: the router, the error shape, body extraction.
-//! - [`outcome`]: what a listener decided about a delivery.
+//! - [`outcome`]: what a listener decided about a delivery, and the one place that settles it.
 //! - [`relay`]: the outbox relay.
-//! - [`app`]: starting both services, their queue-group members and relays, on any backends.
+//! - [`supervisor`]: both services' queue-group members and relays, each started, stopped
+//!   gracefully or crashed one at a time or all at once, with optional hooks around every
+//!   delivery (the soak's).
+//! - [`app`]: the assembly: HTTP in front of a supervisor, on any backends (`ticketing serve`,
+//!   and the soak, with its hooks).
 //! - [`failpoints`]: the names of the crash points.
 //! - [`fakes`]: recording stand-ins for the broker, to drive listeners and relays directly.
 
@@ -27,10 +43,14 @@ pub mod error;
 pub mod failpoints;
 pub mod fakes;
 pub mod http;
+pub mod listener;
+pub mod member;
 pub mod orders;
 pub mod outcome;
 pub mod relay;
+pub mod supervisor;
 pub mod tickets;
+pub(crate) mod update;
 
 pub use error::{ApiError, FieldError, ListenerError};
 pub use outcome::Outcome;

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::bus::MessageHandle;
+use crate::services::update::{Ended, OnConflict};
 use crate::services::{ListenerError, ServiceConfig};
 use crate::store::StoreError;
 
@@ -41,6 +42,17 @@ pub enum Outcome {
         /// Why the write did not happen.
         reason: &'static str,
     },
+}
+
+/// A listener's decision that writes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Skip {
+    /// The effect is already in the store: acknowledge.
+    AlreadyApplied,
+    /// Not applicable yet (a gap before it): come back after the gap backoff.
+    Wait,
+    /// The course's listener error: redeliver at once.
+    Fail(&'static str),
 }
 
 /// Settles one delivery: acks and naks go through here.
@@ -120,6 +132,27 @@ impl<'a, H: MessageHandle> Settle<'a, H> {
             tracing::warn!(%nak_error, "cannot nak after a store failure; ack_wait will redeliver");
         }
         Err(error.into())
+    }
+
+    /// Settles what a listener's read-decide-save came to: a write is applied; a decision
+    /// without one is skipped as it says; a store failure, a conflict the variant fails on,
+    /// and conflicts on every attempt as their own methods say.
+    pub(crate) async fn ended<T>(self, ended: Ended<T, Skip>) -> Result<Outcome, ListenerError> {
+        match ended {
+            Ended::Written(_) => self.applied().await,
+            Ended::Decided(Skip::AlreadyApplied) => self.already_applied().await,
+            Ended::Decided(Skip::Wait) => self.wait().await,
+            Ended::Decided(Skip::Fail(reason)) => self.fail(reason).await,
+            Ended::Failed(error) => self.backend_failed(error).await,
+            Ended::Conflicted {
+                on_conflict: OnConflict::Fail,
+                ..
+            } => self.fail("version conflict").await,
+            Ended::Conflicted {
+                on_conflict: OnConflict::Reread,
+                attempts,
+            } => self.too_many_conflicts(attempts),
+        }
     }
 
     /// Re-reading after conflicts did not settle the delivery: leave it to `ack_wait`.

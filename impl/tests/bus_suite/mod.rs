@@ -23,7 +23,6 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use ticketing::bus::listener::{self, Handler};
 use ticketing::bus::{
     Bus, DeadLetterReason, Delivery, ListenerOptions, MessageHandle, PublishAck, Publisher,
     RawPublisher, Subscription,
@@ -35,6 +34,9 @@ use ticketing::events::{
 use ticketing::id::Id;
 use ticketing::price::Price;
 use ticketing::records::{OrderStatus, Timestamp, UserId};
+use ticketing::services::listener::Listener;
+use ticketing::services::member;
+use ticketing::services::{ListenerError, Outcome};
 
 /// The longest any check waits for something that must happen.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -337,7 +339,8 @@ impl<D> Drop for Members<D> {
 
 // ----- a listener's handler -----
 
-/// A handler that records what it is given and acks it, optionally only once a gate opens.
+/// A listener (of `orders-service`, on the ticket subjects) that records what it is given and
+/// acks it, optionally only once a gate opens.
 pub struct Recorder {
     events: Mutex<Vec<Event>>,
     entered: AtomicUsize,
@@ -382,16 +385,24 @@ impl Recorder {
     }
 }
 
-impl Handler for Recorder {
-    async fn handle<M: MessageHandle>(&self, event: Event, message: &M) {
+impl Listener for Recorder {
+    const QUEUE_GROUP: &'static str = ORDERS;
+    const SUBJECTS: &'static [Subject] = &TICKET_SUBJECTS;
+
+    async fn handle<M: MessageHandle>(
+        &self,
+        event: &Event,
+        message: &M,
+    ) -> Result<Outcome, ListenerError> {
         self.entered.fetch_add(1, Ordering::SeqCst);
         if let Some(gate) = &self.gate {
             let mut gate = gate.clone();
             gate.wait_for(|open| *open).await.unwrap();
         }
         message.ack().await.unwrap();
-        self.events.lock().unwrap().push(event);
+        self.events.lock().unwrap().push(event.clone());
         self.acked.fetch_add(1, Ordering::SeqCst);
+        Ok(Outcome::Applied)
     }
 }
 
@@ -543,7 +554,7 @@ pub async fn a_poison_payload_is_dead_lettered_and_others_flow<B: Backend>(backe
     let recorder = Recorder::open();
     let stop = CancellationToken::new();
     let options = options(ORDERS, &TICKET_SUBJECTS, LONG_ACK_WAIT, 4);
-    let member = listener::join(&bus, &options).await.unwrap();
+    let member = member::join(&bus, &options).await.unwrap();
     let running = tokio::spawn(member.run(Arc::clone(&recorder), stop.clone()));
 
     let poison: &[u8] = br#"{"id": "5f8d0d55b54764421b7156c9", "version": "one"}"#;
@@ -862,7 +873,7 @@ pub async fn graceful_shutdown_lets_in_flight_handlers_ack<B: Backend>(backend: 
     let recorder = Recorder::gated(gate);
     let stop = CancellationToken::new();
     let options = options(ORDERS, &TICKET_SUBJECTS, LONG_ACK_WAIT, 4);
-    let member = listener::join(&bus, &options).await.unwrap();
+    let member = member::join(&bus, &options).await.unwrap();
     let mut running = tokio::spawn(member.run(Arc::clone(&recorder), stop.clone()));
 
     let before = publish_ticket_events(&bus, 3).await;

@@ -9,13 +9,16 @@
 //! arrives and counts its own saves.
 //!
 //! These are plain async functions: one store or broker call per await, no task spawned, no
-//! timer, so the harness can step them.
+//! timer, so the harness can step them. [`OrdersService`]'s [`Listener`] impl routes each
+//! delivered event to them by subject.
 
 use crate::bus::MessageHandle;
-use crate::events::{TicketCreated, TicketUpdated};
+use crate::events::{Event, Subject, TicketCreated, TicketUpdated};
 use crate::records::TicketReplica;
-use crate::services::orders::OrdersService;
-use crate::services::outcome::Settle;
+use crate::services::listener::{Listener, terminate_unlistened};
+use crate::services::orders::{OrdersService, QUEUE_GROUP};
+use crate::services::outcome::{Settle, Skip};
+use crate::services::update::{Decided, OnConflict, read_decide_save};
 use crate::services::{ListenerError, Outcome};
 use crate::store::{StoreError, VersionedStore};
 
@@ -49,20 +52,12 @@ where
     }
 }
 
-/// What to do with a `ticket:updated`, given the replica as read.
-enum Decision {
-    /// Save this replica (read at its stored version) with the event's title and price.
-    Apply(TicketReplica),
-    AlreadyApplied,
-    Wait,
-    Fail(&'static str),
-}
-
-/// One read, then the decision, per the variant.
+/// One read, then the decision, per the variant: save this replica (read at its stored
+/// version) with the event's title and price, or settle without a write.
 async fn read_and_decide<S, P>(
     service: &OrdersService<S, P>,
     event: &TicketUpdated,
-) -> Result<Decision, StoreError>
+) -> Result<Decided<TicketReplica, Skip>, StoreError>
 where
     S: VersionedStore<TicketReplica>,
 {
@@ -71,22 +66,22 @@ where
     if !variant.checks_version() {
         // naive-version: whatever arrives is applied to whatever is stored.
         return Ok(match store.find_by_id(event.id).await? {
-            Some(replica) => Decision::Apply(replica),
-            None => Decision::Fail("Ticket not found"),
+            Some(replica) => Decided::Write(replica),
+            None => Decided::Done(Skip::Fail("Ticket not found")),
         });
     }
     if !variant.acks_duplicates() {
         // The course's listener: `findByEvent`, and "Ticket not found" is an error.
         return Ok(match store.find_by_event(event.id, event.version).await? {
-            Some(replica) => Decision::Apply(replica),
-            None => Decision::Fail("Ticket not found"),
+            Some(replica) => Decided::Write(replica),
+            None => Decided::Done(Skip::Fail("Ticket not found")),
         });
     }
     Ok(match store.find_by_id(event.id).await? {
-        Some(replica) if replica.version >= event.version => Decision::AlreadyApplied,
-        Some(replica) if replica.version + 1 == event.version => Decision::Apply(replica),
+        Some(replica) if replica.version >= event.version => Decided::Done(Skip::AlreadyApplied),
+        Some(replica) if replica.version + 1 == event.version => Decided::Write(replica),
         // Missing, or an older version: events before this one are still on their way.
-        _ => Decision::Wait,
+        _ => Decided::Done(Skip::Wait),
     })
 }
 
@@ -102,54 +97,49 @@ where
 {
     let config = &service.config;
     let settle = Settle::begin(message, config).await?;
-    let attempts = config.conflict_attempts.max(1);
-    for _ in 0..attempts {
-        let replica = match read_and_decide(service, event).await {
-            Ok(Decision::Apply(replica)) => replica,
-            Ok(Decision::AlreadyApplied) => return settle.already_applied().await,
-            Ok(Decision::Wait) => return settle.wait().await,
-            Ok(Decision::Fail(reason)) => return settle.fail(reason).await,
-            Err(error) => return settle.backend_failed(error).await,
-        };
+    let save = |replica: TicketReplica| async move {
         let updated = TicketReplica {
             title: event.title.clone(),
             price: event.price,
             ..replica
         };
-        match service.store.save(updated, None).await {
-            Ok(_) => return settle.applied().await,
-            Err(error) if error.is_conflict() => {
-                if config.variant.rereads_on_conflict() {
-                    continue;
-                }
-                return settle.fail("version conflict").await;
-            }
-            Err(error) => return settle.backend_failed(error).await,
-        }
-    }
-    settle.too_many_conflicts(attempts)
+        service.store.save(updated, None).await
+    };
+    let ended = read_decide_save(
+        config.conflict_attempts,
+        OnConflict::for_listeners(config.variant),
+        || read_and_decide(service, event),
+        save,
+    )
+    .await;
+    settle.ended(ended).await
 }
 
-/// Routes an event delivered to `orders-service` to its listener. An event on a subject the
-/// group does not listen on is terminated (it cannot become applicable by waiting).
-pub async fn handle<S, P, H>(
-    service: &OrdersService<S, P>,
-    event: &crate::events::Event,
-    message: &H,
-) -> Result<Outcome, ListenerError>
+/// The `orders-service` queue group: routes each event to the listener of its subject.
+impl<S, P> Listener for OrdersService<S, P>
 where
-    S: VersionedStore<TicketReplica>,
-    H: MessageHandle,
+    S: VersionedStore<TicketReplica> + 'static,
+    P: Send + Sync + 'static,
 {
-    use crate::events::Event;
-    match event {
-        Event::TicketCreated(created) => on_ticket_created(service, created, message).await,
-        Event::TicketUpdated(updated) => on_ticket_updated(service, updated, message).await,
-        other => {
-            let reason = "not a subject of queue group orders-service";
-            tracing::warn!(subject = %other.subject(), "{reason}");
-            message.term(reason).await?;
-            Ok(Outcome::Terminated { reason })
+    const QUEUE_GROUP: &'static str = QUEUE_GROUP;
+    const SUBJECTS: &'static [Subject] = &[Subject::TicketCreated, Subject::TicketUpdated];
+
+    async fn handle<M: MessageHandle>(
+        &self,
+        event: &Event,
+        message: &M,
+    ) -> Result<Outcome, ListenerError> {
+        match event {
+            Event::TicketCreated(created) => on_ticket_created(self, created, message).await,
+            Event::TicketUpdated(updated) => on_ticket_updated(self, updated, message).await,
+            other => {
+                terminate_unlistened(
+                    other,
+                    message,
+                    "not a subject of queue group orders-service",
+                )
+                .await
+            }
         }
     }
 }

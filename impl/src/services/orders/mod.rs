@@ -16,6 +16,7 @@ use crate::id::Id;
 use crate::price::Price;
 use crate::records::{Order, OrderStatus, TicketReplica, Timestamp, UserId, Version};
 use crate::services::error::TICKET_ALREADY_RESERVED;
+use crate::services::update::{Decided, Ended, OnConflict, read_decide_save};
 use crate::services::{ApiError, FieldError, ServiceConfig, publish_after_save};
 use crate::store::{Listing, OrderBook, ReservationCheck, StoreError, VersionedStore};
 
@@ -183,9 +184,13 @@ async fn own_order<S, P>(
 where
     S: OrderBook,
 {
-    let order = VersionedStore::<Order>::find_by_id(&service.store, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let found = VersionedStore::<Order>::find_by_id(&service.store, id).await?;
+    owned_by(found, user)
+}
+
+/// The order found, if `user` placed it: 404 if there is none, 401 if it is someone else's.
+fn owned_by(found: Option<Order>, user: &UserId) -> Result<Order, ApiError> {
+    let order = found.ok_or(ApiError::NotFound)?;
     if order.user_id != *user {
         return Err(ApiError::NotAuthorized);
     }
@@ -243,31 +248,35 @@ where
     S: OrderBook,
     P: Publisher,
 {
-    let variant = service.config.variant;
-    let attempts = service.config.conflict_attempts.max(1);
-    for _ in 0..attempts {
-        let order = own_order(service, user, id).await?;
-        if order.status == OrderStatus::Cancelled {
-            return Ok(order);
-        }
-        let outboxed = variant.uses_outbox();
-        match service.store.cancel(order, outboxed).await {
-            Ok((cancelled, event)) => {
-                if !outboxed {
-                    publish_after_save::<P, ApiError>(
-                        &service.publisher,
-                        &Event::OrderCancelled(event),
-                    )
-                    .await?;
-                }
-                return Ok(cancelled);
+    let outboxed = service.config.variant.uses_outbox();
+    let read_and_decide = || async move {
+        let found = VersionedStore::<Order>::find_by_id(&service.store, id).await?;
+        Ok(match owned_by(found, user) {
+            Ok(order) if order.status == OrderStatus::Cancelled => Decided::Done(Ok(order)),
+            Ok(order) => Decided::Write(order),
+            Err(error) => Decided::Done(Err(error)),
+        })
+    };
+    let cancel = |order: Order| service.store.cancel(order, outboxed);
+    let attempts = service.config.conflict_attempts;
+    match read_decide_save(attempts, OnConflict::Reread, read_and_decide, cancel).await {
+        Ended::Written((cancelled, event)) => {
+            if !outboxed {
+                publish_after_save::<P, ApiError>(
+                    &service.publisher,
+                    &Event::OrderCancelled(event),
+                )
+                .await?;
             }
-            Err(error) if error.is_conflict() => continue,
-            Err(error) => return Err(error.into()),
+            Ok(cancelled)
+        }
+        Ended::Decided(done) => done,
+        Ended::Failed(error) => Err(error.into()),
+        Ended::Conflicted { attempts, .. } => {
+            tracing::error!(%id, attempts, "order cancel gave up after version conflicts");
+            Err(ApiError::TooManyConflicts { attempts })
         }
     }
-    tracing::error!(%id, attempts, "order cancel gave up after version conflicts");
-    Err(ApiError::TooManyConflicts { attempts })
 }
 
 /// `GET /api/replica/tickets/:id`: the orders service's replica of a ticket (read-only, for

@@ -8,14 +8,17 @@
 //! listeners (`unordered-order-events`, `course`) set or clear `order_id` whatever arrives.
 //!
 //! These are plain async functions: one store or broker call per await, no task spawned, no
-//! timer, so the harness can step them.
+//! timer, so the harness can step them. [`TicketsService`]'s [`Listener`] impl routes each
+//! delivered event to them by subject.
 
 use crate::bus::{MessageHandle, Publisher};
-use crate::events::{OrderCancelled, OrderCreated};
+use crate::events::{Event, OrderCancelled, OrderCreated, Subject};
 use crate::id::Id;
 use crate::records::{Reservation, Ticket};
-use crate::services::outcome::Settle;
-use crate::services::tickets::{TicketsService, updated_event};
+use crate::services::listener::{Listener, terminate_unlistened};
+use crate::services::outcome::{Settle, Skip};
+use crate::services::tickets::{QUEUE_GROUP, TicketsService, updated_event};
+use crate::services::update::{Decided, Ended, OnConflict, read_decide_save};
 use crate::services::{ListenerError, Outcome, publish_after_save};
 use crate::store::VersionedStore;
 
@@ -54,41 +57,35 @@ where
     apply_reservation_change(service, event.ticket.id, event.reservation, None, message).await
 }
 
-/// What to do with a reservation change, given the ticket as read.
-enum Decision {
-    Apply(Ticket),
-    AlreadyApplied,
-    Wait,
-    Fail(&'static str),
-}
-
+/// What to do with a reservation change, given the ticket as read: change this ticket, or
+/// settle without a write.
 fn decide(
     orders_order_events: bool,
     acks_duplicates: bool,
     ticket: Option<Ticket>,
     reservation: Reservation,
-) -> Decision {
+) -> Decided<Ticket, Skip> {
     let Some(ticket) = ticket else {
         // Unreachable in a running system (an order needs a replica, a replica its primary);
         // decided as the model decides it.
-        return if orders_order_events && acks_duplicates {
-            Decision::Wait
+        return Decided::Done(if orders_order_events && acks_duplicates {
+            Skip::Wait
         } else {
-            Decision::Fail("Ticket not found")
-        };
+            Skip::Fail("Ticket not found")
+        });
     };
     if !orders_order_events {
-        return Decision::Apply(ticket);
+        return Decided::Write(ticket);
     }
     if ticket.reservation + 1 == reservation {
-        Decision::Apply(ticket)
+        Decided::Write(ticket)
     } else if !acks_duplicates {
         // The course's listener: anything but the next change is "not found", an error.
-        Decision::Fail("reservation change not found")
+        Decided::Done(Skip::Fail("reservation change not found"))
     } else if ticket.reservation >= reservation {
-        Decision::AlreadyApplied
+        Decided::Done(Skip::AlreadyApplied)
     } else {
-        Decision::Wait
+        Decided::Done(Skip::Wait)
     }
 }
 
@@ -107,76 +104,75 @@ where
     let config = &service.config;
     let variant = config.variant;
     let settle = Settle::begin(message, config).await?;
-    let attempts = config.conflict_attempts.max(1);
-    for _ in 0..attempts {
-        let found = match service.store.find_by_id(ticket_id).await {
-            Ok(found) => found,
-            Err(error) => return settle.backend_failed(error).await,
-        };
-        let ticket = match decide(
+    let read_and_decide = || async move {
+        let found = service.store.find_by_id(ticket_id).await?;
+        let decided = decide(
             variant.orders_order_events(),
             variant.acks_duplicates(),
             found,
             reservation,
-        ) {
-            Decision::Apply(ticket) => ticket,
-            Decision::AlreadyApplied => return settle.already_applied().await,
-            Decision::Wait => return settle.wait().await,
-            Decision::Fail(reason) => return settle.fail(reason).await,
-        };
-        let changed = Ticket {
-            order_id,
-            reservation: if variant.orders_order_events() {
-                reservation
-            } else {
-                ticket.reservation
-            },
-            ..ticket
-        };
+        );
+        Ok(match decided {
+            Decided::Write(ticket) => Decided::Write(Ticket {
+                order_id,
+                reservation: if variant.orders_order_events() {
+                    reservation
+                } else {
+                    ticket.reservation
+                },
+                ..ticket
+            }),
+            Decided::Done(skip) => Decided::Done(skip),
+        })
+    };
+    // Saves the changed ticket (with its `ticket:updated` in the outbox when reservations
+    // are published through it); returns the event still to publish on `no-outbox`.
+    let save = |changed: Ticket| async move {
         let event = variant
             .publishes_reservations()
             .then(|| updated_event(&changed));
         let outboxed = event.clone().filter(|_| variant.uses_outbox());
-        match service.store.save(changed, outboxed).await {
-            Ok(_) => {
-                if let Some(event) = event.filter(|_| !variant.uses_outbox()) {
-                    publish_after_save::<P, ListenerError>(&service.publisher, &event).await?;
-                }
-                return settle.applied().await;
-            }
-            Err(error) if error.is_conflict() => {
-                if variant.rereads_on_conflict() {
-                    continue;
-                }
-                return settle.fail("version conflict").await;
-            }
-            Err(error) => return settle.backend_failed(error).await,
-        }
+        service.store.save(changed, outboxed).await?;
+        Ok(event.filter(|_| !variant.uses_outbox()))
+    };
+    let ended = read_decide_save(
+        config.conflict_attempts,
+        OnConflict::for_listeners(variant),
+        read_and_decide,
+        save,
+    )
+    .await;
+    if let Ended::Written(Some(event)) = &ended {
+        publish_after_save::<P, ListenerError>(&service.publisher, event).await?;
     }
-    settle.too_many_conflicts(attempts)
+    settle.ended(ended).await
 }
 
-/// Routes an event delivered to `tickets-service` to its listener. An event on a subject the
-/// group does not listen on is terminated (it cannot become applicable by waiting).
-pub async fn handle<S, P, H>(
-    service: &TicketsService<S, P>,
-    event: &crate::events::Event,
-    message: &H,
-) -> Result<Outcome, ListenerError>
+/// The `tickets-service` queue group: routes each event to the listener of its subject.
+impl<S, P> Listener for TicketsService<S, P>
 where
-    S: VersionedStore<Ticket>,
-    P: Publisher,
-    H: MessageHandle,
+    S: VersionedStore<Ticket> + 'static,
+    P: Publisher + 'static,
 {
-    use crate::events::Event;
-    match event {
-        Event::OrderCreated(created) => on_order_created(service, created, message).await,
-        Event::OrderCancelled(cancelled) => on_order_cancelled(service, cancelled, message).await,
-        other => {
-            let reason = "not a subject of queue group tickets-service";
-            tracing::warn!(subject = %other.subject(), "{reason}");
-            message.term(reason).await?;
-            Ok(Outcome::Terminated { reason })
+    const QUEUE_GROUP: &'static str = QUEUE_GROUP;
+    const SUBJECTS: &'static [Subject] = &[Subject::OrderCreated, Subject::OrderCancelled];
+
+    async fn handle<M: MessageHandle>(
+        &self,
+        event: &Event,
+        message: &M,
+    ) -> Result<Outcome, ListenerError> {
+        match event {
+            Event::OrderCreated(created) => on_order_created(self, created, message).await,
+            Event::OrderCancelled(cancelled) => on_order_cancelled(self, cancelled, message).await,
+            other => {
+                terminate_unlistened(
+                    other,
+                    message,
+                    "not a subject of queue group tickets-service",
+                )
+                .await
+            }
         }
     }
 }

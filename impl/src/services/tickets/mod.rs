@@ -14,6 +14,7 @@ use crate::id::Id;
 use crate::price::Price;
 use crate::records::{Ticket, Title, UserId};
 use crate::services::error::RESERVED_TICKET_EDIT;
+use crate::services::update::{Decided, Ended, OnConflict, read_decide_save};
 use crate::services::{ApiError, FieldError, ServiceConfig, publish_after_save};
 use crate::store::{Listing, VersionedStore};
 
@@ -164,43 +165,47 @@ where
     P: Publisher,
 {
     let variant = service.config.variant;
-    let attempts = service.config.conflict_attempts.max(1);
-    for _ in 0..attempts {
-        let ticket = service
-            .store
-            .find_by_id(id)
-            .await?
-            .ok_or(ApiError::NotFound)?;
+    let outboxed = variant.uses_outbox();
+    let input = &input;
+    let read_and_decide = || async move {
+        let Some(ticket) = service.store.find_by_id(id).await? else {
+            return Ok(Decided::Done(ApiError::NotFound));
+        };
         if variant.rejects_reserved_edits() && ticket.order_id.is_some() {
-            return Err(ApiError::BadRequest(RESERVED_TICKET_EDIT));
+            return Ok(Decided::Done(ApiError::BadRequest(RESERVED_TICKET_EDIT)));
         }
         if ticket.user_id != *user {
-            return Err(ApiError::NotAuthorized);
+            return Ok(Decided::Done(ApiError::NotAuthorized));
         }
-        let edited = Ticket {
+        Ok(Decided::Write(Ticket {
             title: input.title.clone(),
             price: input.price,
             ..ticket
-        };
+        }))
+    };
+    let save = |edited: Ticket| async move {
         let event = updated_event(&edited);
-        let outboxed = variant.uses_outbox();
-        match service
+        let saved = service
             .store
             .save(edited, outboxed.then(|| event.clone()))
-            .await
-        {
-            Ok(saved) => {
-                if !outboxed {
-                    publish_after_save::<P, ApiError>(&service.publisher, &event).await?;
-                }
-                return Ok(saved);
+            .await?;
+        Ok((saved, event))
+    };
+    let attempts = service.config.conflict_attempts;
+    match read_decide_save(attempts, OnConflict::Reread, read_and_decide, save).await {
+        Ended::Written((saved, event)) => {
+            if !outboxed {
+                publish_after_save::<P, ApiError>(&service.publisher, &event).await?;
             }
-            Err(error) if error.is_conflict() => continue,
-            Err(error) => return Err(error.into()),
+            Ok(saved)
+        }
+        Ended::Decided(error) => Err(error),
+        Ended::Failed(error) => Err(error.into()),
+        Ended::Conflicted { attempts, .. } => {
+            tracing::error!(%id, attempts, "ticket edit gave up after version conflicts");
+            Err(ApiError::TooManyConflicts { attempts })
         }
     }
-    tracing::error!(%id, attempts, "ticket edit gave up after version conflicts");
-    Err(ApiError::TooManyConflicts { attempts })
 }
 
 /// `GET /api/tickets/:id`.

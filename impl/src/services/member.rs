@@ -1,43 +1,37 @@
-//! The member runtime: one queue-group member that pulls deliveries, decodes them, and hands
-//! events to a [`Handler`], on any [`Bus`].
+//! The member runtime: one queue-group member pulls deliveries on any [`Bus`], decodes them,
+//! terminates what does not decode, hands each event to the group's [`Listener`], logs the
+//! outcome, and shuts down gracefully. The path of a delivery is bus -> member runtime ->
+//! service listener, nothing in between.
 //!
-//! What it guarantees:
+//! What it guarantees (the invariant):
 //! - It pulls only while fewer than `max_in_flight` handlers run (and the bus itself never lets
 //!   the member hold more than `max_in_flight` unsettled deliveries).
 //! - A payload that does not decode as its subject's event is terminated with its reason
-//!   (logged, and dead-lettered by the bus): never redelivered, never given to the handler.
-//! - The handler settles each delivery itself (ack, nak with a delay, or term): the runtime
+//!   (logged, and dead-lettered by the bus): never redelivered, never given to the listener.
+//! - The listener settles each delivery itself (ack, nak with a delay, or term): the runtime
 //!   never acknowledges on its behalf, so "ack only after the write is durable" is the
-//!   handler's to keep.
+//!   listener's to keep.
 //! - On shutdown it stops pulling, waits for the running handlers to finish (and settle), and
 //!   then leaves the group. Nothing acknowledged is lost; anything left unsettled (a handler
 //!   that did not settle, or panicked) is redelivered by the bus.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bus, BusError, Delivery, ListenerOptions, MessageHandle, Subscription};
+use crate::bus::{
+    Bus, BusError, Delivery, ListenerOptions, MessageHandle, QueueGroup, Subscription,
+};
 use crate::events::Event;
-
-/// What a queue group does with its events.
-pub trait Handler: Send + Sync + 'static {
-    /// Handles one decoded event and settles its delivery through `message` (ack when the
-    /// effect is durable, nak to see it again later, term to give up on it).
-    fn handle<M: MessageHandle>(
-        &self,
-        event: Event,
-        message: &M,
-    ) -> impl Future<Output = ()> + Send;
-}
+use crate::services::listener::Listener;
+use crate::services::{ListenerError, Outcome};
 
 /// What one member did, counted, when it stops.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemberReport {
-    /// Events handed to the handler.
+    /// Events handed to the listener.
     pub handled: u64,
     /// Deliveries terminated because their payload did not decode.
     pub malformed: u64,
@@ -76,13 +70,13 @@ pub async fn join<B: Bus>(
 }
 
 /// [`join`], then [`Member::run`] until `shutdown`.
-pub async fn run_member<B: Bus, H: Handler>(
+pub async fn run_member<B: Bus, L: Listener>(
     bus: &B,
     options: &ListenerOptions,
-    handler: Arc<H>,
+    listener: Arc<L>,
     shutdown: CancellationToken,
 ) -> Result<MemberReport, BusError> {
-    Ok(join(bus, options).await?.run(handler, shutdown).await)
+    Ok(join(bus, options).await?.run(listener, shutdown).await)
 }
 
 /// Pause after a subscription error before pulling again (the bus retries on its own; this
@@ -92,9 +86,9 @@ const ERROR_PAUSE: Duration = Duration::from_millis(100);
 impl<S: Subscription> Member<S> {
     /// Pulls and handles deliveries until `shutdown` is cancelled (or the subscription
     /// closes), then lets the running handlers finish, leaves the group, and reports.
-    pub async fn run<H: Handler>(
+    pub async fn run<L: Listener>(
         self,
-        handler: Arc<H>,
+        listener: Arc<L>,
         shutdown: CancellationToken,
     ) -> MemberReport {
         let Member {
@@ -134,8 +128,12 @@ impl<S: Subscription> Member<S> {
                 Some(Ok(delivery)) => match Event::decode(delivery.subject(), delivery.payload()) {
                     Ok(event) => {
                         report.handled += 1;
-                        let handler = Arc::clone(&handler);
-                        handlers.spawn(async move { handler.handle(event, &delivery).await });
+                        let listener = Arc::clone(&listener);
+                        let queue_group = options.queue_group.clone();
+                        handlers.spawn(async move {
+                            let outcome = listener.handle(&event, &delivery).await;
+                            log_outcome(&queue_group, &event, &delivery, outcome);
+                        });
                     }
                     Err(error) => {
                         report.malformed += 1;
@@ -150,6 +148,35 @@ impl<S: Subscription> Member<S> {
         }
         drop(subscription);
         report
+    }
+}
+
+/// Logs what the listener decided: at debug what is normal (applied, already applied,
+/// waiting on a gap), at warn an event not applied or a listener error (redelivered).
+fn log_outcome<M: MessageHandle>(
+    queue_group: &QueueGroup,
+    event: &Event,
+    message: &M,
+    outcome: Result<Outcome, ListenerError>,
+) {
+    let queue_group = &**queue_group;
+    let subject = event.subject();
+    let record = event.record_id();
+    let version = event.version();
+    let delivery = message.delivery_count();
+    match outcome {
+        Ok(Outcome::Applied | Outcome::AlreadyApplied | Outcome::Waiting { .. }) => {
+            tracing::debug!(queue_group, %subject, %record, version, delivery, ?outcome, "handled");
+        }
+        Ok(outcome) => {
+            tracing::warn!(queue_group, %subject, %record, version, delivery, ?outcome, "event not applied");
+        }
+        Err(error) => {
+            tracing::warn!(
+                queue_group, %subject, %record, version, delivery, %error,
+                "listener failed; the event is redelivered"
+            );
+        }
     }
 }
 
