@@ -30,7 +30,7 @@ pub type SharedCore = Arc<Mutex<BrokerCore>>;
 
 /// Locks the core. Nothing panics while holding it, so a poisoned lock's core is consistent.
 pub fn lock_core(core: &SharedCore) -> MutexGuard<'_, BrokerCore> {
-    core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    crate::lock::locked(core)
 }
 
 /// A write a gated store let through and the memory store accepted.

@@ -11,6 +11,7 @@
 //!   broker operation; the harness polls it by hand and lets one operation through at a time.
 //! - [`gated`]: the gated store, publisher and message handle tasks reach the world through,
 //!   and the journal of the writes they let through.
+//! - [`lock`]: locking shared bookkeeping, poisoned or not.
 //! - [`terms`]: the model's terms for the implementation's values and records (prices, titles,
 //!   records by index, events), and [`terms::Refusal`].
 //! - [`world`]: the implementation in process (two memory stores, one broker core, the
@@ -38,6 +39,7 @@ pub mod exhaustive;
 pub mod fuzz;
 pub mod gate;
 pub mod gated;
+pub mod lock;
 pub mod replay;
 pub mod report;
 pub mod soak;

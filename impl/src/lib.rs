@@ -23,9 +23,15 @@
 //!   `Listener` seam, outbox relays, sessions), the member runtime that hands deliveries to
 //!   the listeners, the supervisor of members and relays, and the assembly behind `ticketing
 //!   serve` (which the soak runs too).
-//! - [`sync`]: `std` or `loom` synchronisation primitives, so the memory store can be checked
-//!   exhaustively under `--cfg loom`.
-//! - [`testkit`]: how tests reach real servers, and skip or fail when they cannot.
+//! - `sync` (internal): `std` or `loom` synchronisation primitives, the one loom switch, so
+//!   the memory store can be checked exhaustively under `--cfg loom`.
+//! - `testkit` (feature `testkit`, for tests, benchmarks and the harness): how tests reach
+//!   real servers, and skip or fail when they cannot.
+//!
+//! The public face is what a user of the library builds on: the value types, events and
+//! records, the store and bus traits with their backends (the embedded broker's state machine
+//! included, which the conformance harness steps), and the services' domain operations,
+//! listeners, supervisor and assembly. Everything else is `pub(crate)`.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -40,7 +46,8 @@ pub mod records;
 #[cfg(not(loom))]
 pub mod services;
 pub mod store;
-pub mod sync;
+pub(crate) mod sync;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod values;
 pub mod variant;

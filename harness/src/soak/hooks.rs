@@ -14,12 +14,14 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use std::sync::Mutex;
 use ticketing::bus::{BusError, MessageHandle};
 use ticketing::events::Event;
 use ticketing::services::listener::Listener;
 use ticketing::services::supervisor::{DeliveryHooks, MemberHook, Service};
 use ticketing::services::{ListenerError, Outcome};
-use ticketing::sync::Mutex;
+
+use crate::lock::locked;
 
 /// Where an armed crash stops a delivery; aborting the member then is the crash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -104,16 +106,16 @@ pub struct MemberHooks {
 impl MemberHooks {
     /// Arms `plan` for the member's next delivery (replacing any plan not yet taken).
     pub fn arm(&self, plan: Plan) {
-        *self.plan.lock() = Some(plan);
+        *locked(&self.plan) = Some(plan);
     }
 
     /// Takes back a plan no delivery took; whether there was one.
     pub fn disarm(&self) -> bool {
-        self.plan.lock().take().is_some()
+        locked(&self.plan).take().is_some()
     }
 
     fn take(&self) -> Option<Plan> {
-        self.plan.lock().take()
+        locked(&self.plan).take()
     }
 }
 
@@ -158,7 +160,7 @@ impl DeliveryStats {
 
     /// What the listeners decided so far, per (group, outcome).
     pub fn outcomes(&self) -> BTreeMap<(usize, &'static str), u64> {
-        self.outcomes.lock().clone()
+        locked(&self.outcomes).clone()
     }
 
     fn begin(&self, group: usize, event: &Event, delivery_count: u32) -> Running<'_> {
@@ -168,7 +170,7 @@ impl DeliveryStats {
             self.redeliveries.fetch_add(1, Ordering::Relaxed);
         }
         let key = (group, event.publish_id());
-        let mut running = self.running.lock();
+        let mut running = locked(&self.running);
         let count = running.entry(key.clone()).or_insert(0);
         if *count > 0 {
             self.overlapping.fetch_add(1, Ordering::Relaxed);
@@ -187,7 +189,7 @@ impl DeliveryStats {
             Ok(Outcome::Dropped { .. }) => "dropped",
             Err(_) => "listener-error",
         };
-        *self.outcomes.lock().entry((group, name)).or_insert(0) += 1;
+        *locked(&self.outcomes).entry((group, name)).or_insert(0) += 1;
     }
 }
 
@@ -199,7 +201,7 @@ struct Running<'a> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        let mut running = self.stats.running.lock();
+        let mut running = locked(&self.stats.running);
         if let Some(count) = running.get_mut(&self.key) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -319,7 +321,7 @@ impl<M: MessageHandle> Parking<'_, M> {
     where
         F: Future<Output = Result<(), BusError>> + Send,
     {
-        let parked = self.parked.lock().take();
+        let parked = locked(&self.parked).take();
         let Some(parked) = parked else {
             return settlement.await;
         };

@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
+use std::sync::Mutex;
 use ticketing::bus::{BusError, JetStreamBus, PublishAck, Publisher};
 use ticketing::events::{Event, Subject};
-use ticketing::sync::Mutex;
+
+use crate::lock::locked;
 
 /// How many recent publishes the log keeps for the duplicate fault to choose from.
 const RECENT_PUBLISHES_MAX: usize = 4096;
@@ -58,11 +60,11 @@ impl PublishLog {
             Ok(PublishAck::Stored { .. }) => {
                 self.stored[subject_index(event.subject())].fetch_add(1, Ordering::Relaxed);
                 if let Some(id) = publish_id
-                    && !self.ids.lock().insert(id.to_owned())
+                    && !locked(&self.ids).insert(id.to_owned())
                 {
-                    self.stored_twice.lock().push(id.to_owned());
+                    locked(&self.stored_twice).push(id.to_owned());
                 }
-                let mut recent = self.recent.lock();
+                let mut recent = locked(&self.recent);
                 if recent.len() == RECENT_PUBLISHES_MAX {
                     recent.pop_front();
                 }
@@ -83,8 +85,7 @@ impl PublishLog {
 
     /// Events stored since `since`, oldest first.
     pub fn recent_since(&self, since: Instant) -> Vec<Published> {
-        self.recent
-            .lock()
+        locked(&self.recent)
             .iter()
             .filter(|published| published.at >= since)
             .cloned()
@@ -116,7 +117,7 @@ impl PublishLog {
 
     /// Publish ids the broker stored a second time.
     pub fn stored_twice(&self) -> Vec<String> {
-        self.stored_twice.lock().clone()
+        locked(&self.stored_twice).clone()
     }
 }
 

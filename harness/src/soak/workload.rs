@@ -22,10 +22,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Mutex;
 use ticketing::id::Id;
 use ticketing::records::UserId;
 use ticketing::services::auth::SessionKey;
-use ticketing::sync::Mutex;
+
+use crate::lock::locked;
 
 use super::options::SoakOptions;
 
@@ -273,7 +275,7 @@ impl Client {
     fn pick_pool_ticket(&mut self) -> Option<Id> {
         let hot = self.rng.random_bool(0.5);
         let draw: usize = self.rng.random_range(0..usize::MAX);
-        let pool = self.shared.pool.lock();
+        let pool = locked(&self.shared.pool);
         if pool.is_empty() {
             return None;
         }
@@ -371,7 +373,7 @@ impl Client {
             && let Some(id) = id_field(&entry.response, "id")
         {
             self.tickets.push(id);
-            self.shared.pool.lock().push(id);
+            locked(&self.shared.pool).push(id);
         }
     }
 

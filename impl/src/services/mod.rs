@@ -31,7 +31,8 @@
 //! - [`app`]: the assembly: HTTP in front of a supervisor, on any backends (`ticketing serve`,
 //!   and the soak, with its hooks).
 //! - [`failpoints`]: the names of the crash points.
-//! - [`fakes`]: recording stand-ins for the broker, to drive listeners and relays directly.
+//! - `fakes` (feature `testkit`): recording stand-ins for the broker, to drive listeners and
+//!   relays directly in tests.
 
 use std::time::Duration;
 
@@ -41,6 +42,7 @@ pub mod app;
 pub mod auth;
 pub mod error;
 pub mod failpoints;
+#[cfg(feature = "testkit")]
 pub mod fakes;
 pub mod http;
 pub mod listener;

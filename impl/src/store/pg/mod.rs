@@ -55,6 +55,7 @@ mod tables;
 mod values;
 
 pub use connect::{PgStoreOptions, redact_password};
+#[cfg(feature = "testkit")]
 pub(crate) use errors::error_chain;
 
 /// The PostgreSQL store. Cloning it shares the pool (members of a queue group share their
