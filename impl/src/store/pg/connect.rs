@@ -15,7 +15,7 @@ use deadpool_postgres::{
 };
 use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{NoTls, Row, Statement};
 
 use super::errors::{Doing, backend_error};
 use super::{Inner, PgStore};
@@ -106,19 +106,25 @@ impl PgStore {
         })
     }
 
-    /// The rows `sql` answers on a pooled connection (the statement prepared once per
-    /// connection).
+    /// A pooled connection with `sql` prepared on it (prepared once per connection, then
+    /// taken from the connection's cache).
+    async fn prepared(&self, doing: Doing, sql: &str) -> Result<(Object, Statement), StoreError> {
+        let client = self.client(doing).await?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|error| self.failed(doing, error))?;
+        Ok((client, statement))
+    }
+
+    /// The rows `sql` answers on a pooled connection.
     pub(super) async fn query(
         &self,
         doing: Doing,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let client = self.client(doing).await?;
-        let statement = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|error| self.failed(doing, error))?;
+        let (client, statement) = self.prepared(doing, sql).await?;
         client
             .query(&statement, params)
             .await
@@ -132,11 +138,7 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, StoreError> {
-        let client = self.client(doing).await?;
-        let statement = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|error| self.failed(doing, error))?;
+        let (client, statement) = self.prepared(doing, sql).await?;
         client
             .query_opt(&statement, params)
             .await
