@@ -283,7 +283,7 @@ fn writes(view: &StepView, request: Option<char>, marks: &mut Vec<Mark>) -> bool
         marks.push(Mark::Note {
             lane: view.lane,
             kind: NoteKind::Alarm,
-            text: "the price of a ticket that names an order changed".into(),
+            text: reserved_price_change(view.last, view.next),
         });
     }
     for service in crate::state::Service::ALL {
@@ -301,6 +301,24 @@ fn writes(view: &StepView, request: Option<char>, marks: &mut Vec<Mark>) -> bool
         }
     }
     wrote
+}
+
+/// Which reserved ticket's price changed between `last` and `next`, in words.
+fn reserved_price_change(last: &State, next: &State) -> String {
+    let changed = last
+        .tickets
+        .as_slice()
+        .iter()
+        .zip(next.tickets.as_slice())
+        .enumerate()
+        .find_map(|(ticket, (before, after))| {
+            let order = before.order.filter(|_| before.price != after.price)?;
+            Some(format!(
+                "t{ticket} names order o{order}, yet its price changed {} -> {}",
+                before.price, after.price
+            ))
+        });
+    changed.unwrap_or_else(|| "the price of a ticket that names an order changed".into())
 }
 
 /// The records written between `last` and `next`, with their versions and prices.

@@ -290,3 +290,29 @@ fn wrapping_keeps_every_word_and_every_line_short() {
     assert_eq!(wrap("short", 20), ["short"]);
     assert_eq!(wrap("", 20), [""]);
 }
+
+#[test]
+fn an_edit_of_a_reserved_ticket_is_flagged_where_it_happens() {
+    let actions = [
+        Action::CreateTicket,
+        deliver(Group::Orders, 0, 0),
+        Action::CreateOrder { ticket: 0 },
+        deliver(Group::Tickets, 0, 1),
+        Action::Save {
+            group: Group::Tickets,
+            member: 0,
+        },
+        Action::UpdatePrice { ticket: 0 },
+    ];
+    let (model, trace) = trace(Variant::EditReserved, &actions);
+    let drawn = elements(&counterexample(&model, &trace, Prop::ReservedTicketsFrozen));
+    let text = all_text(&drawn);
+    assert_eq!(notes(&drawn, "msc-alarm"), 1);
+    assert!(text.contains("t0 names order o0, yet its price changed 0 -> 1"));
+    assert!(text.contains("edit: ticket t0 v1 -> v2 price 1, order o0"));
+    assert!(text.contains("read ticket t0 at v0: will save"));
+    assert_eq!(
+        texts(&drawn, "msc-loss"),
+        ["4. reserved tickets are frozen: VIOLATED at step 6"]
+    );
+}
