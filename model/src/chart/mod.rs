@@ -92,7 +92,7 @@ pub fn counterexample(model: &TicketingModel, trace: &Trace, prop: Prop) -> Stri
 
 /// The chart of `trace` with `losses` marked, titled `title` (for a path that is not a
 /// counterexample; [`counterexample`] titles and marks its own).
-pub fn chart(model: &TicketingModel, trace: &Trace, title: &str, losses: &[Loss]) -> String {
+pub fn of_trace(model: &TicketingModel, trace: &Trace, title: &str, losses: &[Loss]) -> String {
     let rules: Vec<Rule> = losses
         .iter()
         .map(|loss| rule(loss, trace.steps.len(), false))

@@ -7,7 +7,7 @@ mod xml;
 use stateright::{Model, Path};
 
 use super::render::wrap;
-use super::{chart, counterexample, explorer_view, losses};
+use super::{counterexample, explorer_view, losses, of_trace};
 use crate::action::Action;
 use crate::config::{Config, Variant};
 use crate::properties::Prop;
@@ -196,7 +196,7 @@ fn an_expiry_a_redelivery_and_two_acks_are_drawn() {
         },
     ];
     let (model, trace) = trace(Variant::Reference, &actions);
-    let drawn = elements(&chart(&model, &trace, "reference", &[]));
+    let drawn = elements(&of_trace(&model, &trace, "reference", &[]));
     let text = all_text(&drawn);
     assert_eq!(notes(&drawn, "msc-expiry"), 1);
     assert!(text.contains(
@@ -228,7 +228,7 @@ fn a_publisher_retry_comes_from_the_lane_that_published_first() {
         Action::DuplicatePublish { message: 0 },
     ];
     let trace = Trace::from_actions(&model, &actions).expect("enabled");
-    let drawn = elements(&chart(&model, &trace, "retry", &[]));
+    let drawn = elements(&of_trace(&model, &trace, "retry", &[]));
     let owner_x = drawn
         .iter()
         .find(|e| e.has_class("msc-lane-line"))
@@ -244,7 +244,7 @@ fn a_publisher_retry_comes_from_the_lane_that_published_first() {
 #[test]
 fn text_is_escaped_for_xml() {
     let (model, trace) = trace(Variant::RacyReserve, &DOUBLE_BOOKING[..2]);
-    let svg = chart(&model, &trace, r#"<b> & "quoted" 'too'"#, &[]);
+    let svg = of_trace(&model, &trace, r#"<b> & "quoted" 'too'"#, &[]);
     assert!(svg.contains("&lt;b&gt; &amp; &quot;quoted&quot; &apos;too&apos;"));
     let drawn = elements(&svg);
     assert!(all_text(&drawn).contains(r#"<b> & "quoted" 'too'"#));
