@@ -35,12 +35,17 @@
 //!   acyclic, so every maximal path ends in a quiescent state.
 //! - [`properties`]: the eight properties, and which ones each variant must violate.
 //! - [`trace`]: counterexamples as readable numbered traces and as JSON for the harness.
-//! - `svg`: a drawing of a state for stateright's explorer.
+//! - `svg`: a drawing of a state for stateright's explorer, and what drawings share
+//!   (escaping).
+//! - [`chart`]: traces as message sequence charts (lanes for the clients, every member and
+//!   the broker; arrows for publish, deliver, ack, nak), for `check --chart` and the
+//!   explorer.
 //! - [`machine`]: [`TicketingModel`] as stateright's `Model`: `actions` lists what is
 //!   enabled, `next_state` is one `match` over the action, calling its transition.
 //! - [`run`]: running the checker (strategies, threads, progress, verdicts).
 
 pub mod action;
+pub mod chart;
 pub mod config;
 pub mod machine;
 pub mod properties;

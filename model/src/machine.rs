@@ -2,7 +2,8 @@
 //! `init_states` is the empty system with the configured budgets; `actions` lists the
 //! actions whose guards hold (see the `system` module); `next_state` is one `match`, one
 //! transition function per action kind. The properties, the action and step wording and the
-//! explorer's drawing are the ones of the `properties`, `words` and `svg` modules.
+//! explorer's drawing (the last state above the path's sequence chart) are the ones of the
+//! `properties`, `words` and `chart` modules.
 //!
 //! This module sits on top of the others, and nothing in the crate names it: modules below
 //! it (`trace`, `run`) use the model through stateright's `Model` trait and
@@ -117,7 +118,7 @@ impl Model for TicketingModel {
     }
 
     fn as_svg(&self, path: Path<State, Action>) -> Option<String> {
-        Some(crate::svg::draw(self, &path))
+        Some(crate::chart::explorer_view(self, &path))
     }
 
     fn properties(&self) -> Vec<Property<Self>> {

@@ -3,6 +3,8 @@
 //! `cargo run -p model -- check` proves the reference design at the default bounds;
 //! `check --variant V` finds the counterexample SPEC.md predicts for a variant;
 //! `check --all-variants` prints the table for all of them; `explore` serves the explorer.
+//! `check --chart FILE.svg` draws the counterexample as a message sequence chart;
+//! `check --all-variants --threads 1 --chart docs/images/charts` regenerates the docs' charts.
 //! Exit status: 0 when every verdict is what SPEC.md says it must be, 1 otherwise, 2 on a
 //! usage error.
 
@@ -14,6 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use stateright::Model;
 
 use model::TicketingModel;
+use model::chart;
 use model::config::{Config, Variant};
 use model::properties::{Prop, explain, must_violate};
 use model::run::{Outcome, RunOptions, Strategy, check};
@@ -116,9 +119,16 @@ struct CheckArgs {
     /// to violate, unless --trace-property names another.
     #[arg(long)]
     trace_out: Option<PathBuf>,
-    /// The property whose counterexample --trace-out writes (its name, e.g. "prices converge").
-    #[arg(long)]
+    /// The property whose counterexample --trace-out and --chart write (its name, e.g.
+    /// "prices converge").
+    #[arg(long, visible_alias = "property")]
     trace_property: Option<String>,
+    /// Draw the counterexample as a message sequence chart, in SVG (with --all-variants: a
+    /// directory, one `<variant>.svg` each). The property drawn is the one --trace-out writes;
+    /// nothing is drawn for a variant without one (the reference). With --threads 1 the
+    /// charts are the same on every run.
+    #[arg(long)]
+    chart: Option<PathBuf>,
     /// For a variant, go on exploring after SPEC.md's counterexamples are found, so every
     /// property gets a verdict (slower; the reference is always explored to the end).
     #[arg(long)]
@@ -191,11 +201,13 @@ fn run_check(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if let (true, Some(dir)) = (args.all_variants, &args.trace_out)
-        && let Err(error) = std::fs::create_dir_all(dir)
-    {
-        eprintln!("error: cannot create {}: {error}", dir.display());
-        return ExitCode::from(2);
+    if args.all_variants {
+        for dir in [&args.trace_out, &args.chart].into_iter().flatten() {
+            if let Err(error) = std::fs::create_dir_all(dir) {
+                eprintln!("error: cannot create {}: {error}", dir.display());
+                return ExitCode::from(2);
+            }
+        }
     }
 
     let mut all_match = true;
@@ -210,16 +222,9 @@ fn run_check(args: &CheckArgs) -> ExitCode {
         if !args.all_variants {
             print_outcome(&outcome);
         }
-        if let Some(path) = &args.trace_out {
-            let file = if args.all_variants {
-                path.join(format!("{}.json", variant.name()))
-            } else {
-                path.clone()
-            };
-            if let Err(error) = write_trace(&outcome, trace_property, &file) {
-                eprintln!("error: {error}");
-                return ExitCode::from(2);
-            }
+        if let Err(error) = write_outputs(args, &outcome, trace_property) {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
         }
         outcomes.push(outcome);
     }
@@ -231,6 +236,29 @@ fn run_check(args: &CheckArgs) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Writes what --trace-out and --chart ask for: the named file, or with --all-variants one
+/// file per variant in the named directory.
+fn write_outputs(
+    args: &CheckArgs,
+    outcome: &Outcome,
+    property: Option<Prop>,
+) -> Result<(), String> {
+    let file = |path: &PathBuf, extension: &str| {
+        if args.all_variants {
+            path.join(format!("{}.{extension}", outcome.config.variant.name()))
+        } else {
+            path.clone()
+        }
+    };
+    if let Some(path) = &args.trace_out {
+        write_trace(outcome, property, &file(path, "json"))?;
+    }
+    if let Some(path) = &args.chart {
+        write_chart(outcome, property, &file(path, "svg"))?;
+    }
+    Ok(())
 }
 
 fn describe_run(config: &Config, options: &RunOptions) -> String {
@@ -361,23 +389,33 @@ fn print_table(outcomes: &[Outcome], options: &RunOptions) {
     }
 }
 
+/// The property --trace-out and --chart write: the one asked for, else the first SPEC.md
+/// requires the variant to violate, else the first violated.
+fn wanted_property(outcome: &Outcome, property: Option<Prop>) -> Option<Prop> {
+    property
+        .or_else(|| must_violate(outcome.config.variant).first())
+        .or_else(|| outcome.violated().first().copied())
+}
+
+/// The counterexample of `prop`, as `check` prints it, if one was found.
+fn counterexample_trace(outcome: &Outcome, prop: Prop) -> Option<Trace> {
+    let model = TicketingModel::new(outcome.config);
+    outcome
+        .verdicts
+        .iter()
+        .find(|v| v.prop == prop)
+        .and_then(|v| v.counterexample.as_ref())
+        .map(|path| Trace::from_path(&model, Some(prop), path))
+}
+
 fn write_trace(
     outcome: &Outcome,
     property: Option<Prop>,
     file: &std::path::Path,
 ) -> Result<(), String> {
     let model = TicketingModel::new(outcome.config);
-    let wanted = property
-        .or_else(|| must_violate(outcome.config.variant).first())
-        .or_else(|| outcome.violated().first().copied());
-    let trace = match wanted.and_then(|prop| {
-        outcome
-            .verdicts
-            .iter()
-            .find(|v| v.prop == prop)
-            .and_then(|v| v.counterexample.as_ref())
-            .map(|path| Trace::from_path(&model, Some(prop), path))
-    }) {
+    let wanted = wanted_property(outcome, property);
+    let trace = match wanted.and_then(|prop| counterexample_trace(outcome, prop)) {
         Some(trace) => trace,
         None => {
             // Nothing violated (the reference): write the trace of no steps, so the harness
@@ -393,6 +431,29 @@ fn write_trace(
     };
     let json = serde_json::to_string_pretty(&trace).map_err(|e| e.to_string())?;
     std::fs::write(file, json).map_err(|e| format!("cannot write {}: {e}", file.display()))
+}
+
+/// Writes the chart of the counterexample --chart draws; says on stderr why when there is none
+/// (the file is then left alone).
+fn write_chart(
+    outcome: &Outcome,
+    property: Option<Prop>,
+    file: &std::path::Path,
+) -> Result<(), String> {
+    let variant = outcome.config.variant;
+    let Some(prop) = wanted_property(outcome, property) else {
+        eprintln!("{variant}: no property violated, no chart drawn");
+        return Ok(());
+    };
+    let Some(trace) = counterexample_trace(outcome, prop) else {
+        eprintln!(
+            "{variant}: no counterexample of {:?} was found (--exhaustive decides every property), no chart drawn",
+            prop.name()
+        );
+        return Ok(());
+    };
+    let svg = chart::counterexample(&TicketingModel::new(outcome.config), &trace, prop);
+    std::fs::write(file, svg).map_err(|e| format!("cannot write {}: {e}", file.display()))
 }
 
 fn indent(text: &str, prefix: &str) -> String {

@@ -1,9 +1,13 @@
-//! A drawing of the last state of a path, for stateright's explorer: the two services' stores
-//! side by side, their outboxes and members, and the broker's messages with their status, so
-//! a person can follow a counterexample by eye. The wording is [`crate::words`]'s.
+//! Drawings for people, in SVG: the drawing of the last state of a path for stateright's
+//! explorer (the two services' stores side by side, their outboxes and members, and the
+//! broker's messages with their status), and what every drawing shares: [`Drawing`] and
+//! [`escape`]. The wording is [`crate::words`]'s. The explorer shows this drawing above the
+//! sequence chart of the path (`crate::chart`).
 //!
-//! The invariant: drawing only reads the state; a drawing is one SVG document whose text is
-//! escaped.
+//! The invariant: drawing only reads the state; a drawing is one SVG document whose text and
+//! attribute values are escaped, on a background of its own (the explorer's page is dark), and
+//! whose CSS classes carry the drawing's prefix (`state-`), since the explorer inlines it in
+//! its page.
 
 use std::fmt::Write as _;
 
@@ -22,6 +26,16 @@ const LINE: i32 = 18;
 /// One column (a service or the broker), in pixels.
 const COLUMN: i32 = 320;
 
+/// An SVG document and its size, so drawings can be stacked.
+pub(crate) struct Drawing {
+    /// Width, in pixels.
+    pub(crate) width: i32,
+    /// Height, in pixels.
+    pub(crate) height: i32,
+    /// The document: one `<svg>` element.
+    pub(crate) svg: String,
+}
+
 struct Canvas {
     body: String,
 }
@@ -38,24 +52,38 @@ impl Canvas {
     fn frame(&mut self, x: i32, y: i32, height: i32, title: &str) {
         let _ = writeln!(
             self.body,
-            r#"<rect x="{x}" y="{y}" width="{}" height="{height}" rx="6" class="box"/>"#,
+            r#"<rect x="{x}" y="{y}" width="{}" height="{height}" rx="6" class="state-box"/>"#,
             COLUMN - 10
         );
-        self.text(x + 8, y + LINE, "title", title);
+        self.text(x + 8, y + LINE, "state-title", title);
     }
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// `text` escaped for XML text and attribute values.
+pub(crate) fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&apos;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 /// Draws the last state of `path`.
-pub(crate) fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String {
+pub(crate) fn draw(model: &TicketingModel, path: &Path<State, Action>) -> Drawing {
     let pairs = path.clone().into_vec();
     let Some((state, _)) = pairs.last() else {
-        return String::new();
+        return Drawing {
+            width: 0,
+            height: 0,
+            svg: String::new(),
+        };
     };
     let last_action = pairs
         .len()
@@ -69,7 +97,7 @@ pub(crate) fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String
     canvas.text(
         10,
         y,
-        "title",
+        "state-title",
         &format!(
             "{} — step {}: {}",
             model.config.variant,
@@ -84,7 +112,12 @@ pub(crate) fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String
         .map(Prop::name)
         .collect();
     if !violated.is_empty() {
-        canvas.text(10, y, "bad", &format!("violated: {}", violated.join(", ")));
+        canvas.text(
+            10,
+            y,
+            "state-bad",
+            &format!("violated: {}", violated.join(", ")),
+        );
     }
     y += LINE / 2;
 
@@ -96,13 +129,19 @@ pub(crate) fn draw(model: &TicketingModel, path: &Path<State, Action>) -> String
     let lines = broker_lines(state);
     let height = column(&mut canvas, 10 + 2 * COLUMN, y, "broker (stream)", &lines);
 
-    format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{}" font-family="monospace" font-size="12">
-<style>.box {{ fill: #f7f7f7; stroke: #888; }} .title {{ font-weight: bold; }} .bad {{ fill: #b00; font-weight: bold; }}</style>
+    let total = y + height + LINE;
+    let svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{total}" font-family="monospace" font-size="12">
+<style>.state-bg {{ fill: #ffffff; }} .state-box {{ fill: #f7f7f7; stroke: #888; }} .state-title {{ font-weight: bold; }} .state-bad {{ fill: #b00; font-weight: bold; }}</style>
+<rect x="0" y="0" width="{WIDTH}" height="{total}" class="state-bg"/>
 {}</svg>"#,
-        y + height + LINE,
         canvas.body
-    )
+    );
+    Drawing {
+        width: WIDTH,
+        height: total,
+        svg,
+    }
 }
 
 /// The tickets service's column: its primaries, outbox and members.

@@ -1,7 +1,7 @@
 //! The explorer, checked as a person uses it: `model explore` serves stateright's web UI and
 //! its status route; run to completion, it finds the variant's counterexample; and the page
-//! opened at that counterexample in headless Chromium renders its last state, which the test
-//! saves as a screenshot (`UPDATE_DOCS_SCREENSHOT=1` copies it to
+//! opened at that counterexample in headless Chromium renders its last state and the path's
+//! sequence chart, which the test saves as a screenshot (`UPDATE_DOCS_SCREENSHOT=1` copies it to
 //! `docs/images/explorer-counterexample.png`). Chromium is a real component, like the servers:
 //! `.ci/run` installs Debian's `chromium`, and under `REQUIRE_SERVICES=1` its absence fails the
 //! test; elsewhere the test says it skipped and why.
@@ -153,7 +153,7 @@ fn headless(chromium: &str, profile: &std::path::Path) -> Command {
         "--disable-component-update",
         "--disable-sync",
         "--hide-scrollbars",
-        "--window-size=1300,1500",
+        "--window-size=1300,2300",
         "--virtual-time-budget=15000",
     ]);
     command.arg(format!("--user-data-dir={}", profile.display()));
@@ -191,6 +191,16 @@ fn chromium_renders_the_counterexample_the_explorer_found() {
     assert!(
         dom.contains("violated: single reservation"),
         "the page at the counterexample shows the violated property in its drawing"
+    );
+    for lane in ["owner", "orders HTTP handler", "tickets-service", "stream"] {
+        assert!(
+            dom.contains(&format!(">{lane}</text>")),
+            "the page draws the path's sequence chart, with the lane {lane:?}"
+        );
+    }
+    assert!(
+        dom.contains("3. single reservation: VIOLATED at step"),
+        "the chart marks where the path lost single reservation"
     );
 
     let screenshot = work.join("explorer-counterexample.png");

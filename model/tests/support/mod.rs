@@ -2,6 +2,8 @@
 // Each test crate uses part of this module.
 #![allow(dead_code)]
 
+pub mod xml;
+
 use std::collections::{HashMap, VecDeque};
 
 use model::State;
