@@ -319,6 +319,33 @@ pub fn run(options: &Options) -> Result<Outcome, TooManyStates> {
     }
     let exploring = started.elapsed();
     let started = Instant::now();
+    let replayed = replay_all(options, &paths);
+    Ok(Outcome {
+        unique_states,
+        transitions,
+        paths: paths.len(),
+        available_paths,
+        truncated,
+        steps: replayed.steps,
+        probes: replayed.probes,
+        exploring,
+        replaying: started.elapsed(),
+        diverging_paths: replayed.diverging_paths,
+        divergence: replayed.shortest,
+    })
+}
+
+/// What replaying a set of paths found.
+struct Replayed {
+    steps: usize,
+    probes: usize,
+    diverging_paths: usize,
+    shortest: Option<Divergence>,
+}
+
+/// Replays `paths` on `options.threads` threads, each path on a fresh implementation, keeping
+/// the shortest divergence.
+fn replay_all(options: &Options, paths: &[Vec<Action>]) -> Replayed {
     let next = AtomicUsize::new(0);
     let steps = AtomicUsize::new(0);
     let probes = AtomicUsize::new(0);
@@ -327,13 +354,10 @@ pub fn run(options: &Options) -> Result<Outcome, TooManyStates> {
     std::thread::scope(|scope| {
         for _ in 0..options.threads.max(1) {
             scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = paths.get(index) else { break };
+                while let Some(path) = paths.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let replayed = replay_actions(options.config, path).and_then(|mut replay| {
                         if options.stutter_probes {
-                            let probed = replay.probe_stutters()?;
-                            probes.fetch_add(probed, Ordering::Relaxed);
+                            probes.fetch_add(replay.probe_stutters()?, Ordering::Relaxed);
                         }
                         Ok(replay)
                     });
@@ -359,19 +383,12 @@ pub fn run(options: &Options) -> Result<Outcome, TooManyStates> {
             });
         }
     });
-    Ok(Outcome {
-        unique_states,
-        transitions,
-        paths: paths.len(),
-        available_paths,
-        truncated,
+    Replayed {
         steps: steps.into_inner(),
         probes: probes.into_inner(),
-        exploring,
-        replaying: started.elapsed(),
         diverging_paths: diverging.into_inner(),
-        divergence: shortest
+        shortest: shortest
             .into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner()),
-    })
+    }
 }

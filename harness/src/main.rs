@@ -155,6 +155,10 @@ struct ExhaustiveArgs {
     /// they would only say "not yet", made anyway to check they change nothing else).
     #[arg(long)]
     no_stutter_probes: bool,
+    /// Exit 0 even when --max-paths cut the run short (by default a partial run fails: it
+    /// replays less than the model holds).
+    #[arg(long)]
+    allow_partial: bool,
 }
 
 #[derive(Args)]
@@ -297,7 +301,39 @@ fn run_exhaustive(args: &ExhaustiveArgs) -> ExitCode {
         Ok(outcome) => outcome,
         Err(too_many) => return usage_error(too_many),
     };
-    match args.coverage {
+    print_exploration(&outcome, args.coverage);
+    print_replay(&outcome);
+    match &outcome.divergence {
+        Some(divergence) => {
+            println!(
+                "{} of {} paths diverged; the shortest:",
+                outcome.diverging_paths, outcome.paths
+            );
+            print!("{}", divergence.render());
+            if let Some(file) = &args.trace_out {
+                write_divergence(config, divergence, file);
+            }
+            ExitCode::FAILURE
+        }
+        // A cut-short run proves less than its header claims: it fails unless the user asked
+        // for a partial run.
+        None if outcome.truncated && !args.allow_partial => {
+            println!(
+                "no divergence on the paths replayed, but --max-paths cut the run short: the \
+                 coverage is incomplete (raise --max-paths, or pass --allow-partial to accept it)"
+            );
+            ExitCode::FAILURE
+        }
+        None => {
+            println!("no divergence: the implementation followed the model on every path");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// What the model exploration found: its size and the paths that cover it.
+fn print_exploration(outcome: &exhaustive::Outcome, coverage: exhaustive::Coverage) {
+    match coverage {
         exhaustive::Coverage::Transitions => println!(
             "model: {} unique states, {} transitions, explored in {:.2} s; {} walks take every \
              transition",
@@ -319,6 +355,10 @@ fn run_exhaustive(args: &ExhaustiveArgs) -> ExitCode {
             outcome.exploring.as_secs_f64(),
         ),
     }
+}
+
+/// How much of it was replayed on the implementation, and how fast.
+fn print_replay(outcome: &exhaustive::Outcome) {
     println!(
         "replayed {} paths ({} steps, {} of them stutter probes) in {:.2} s: {:.0} paths/s, \
          {:.0} steps/s{}",
@@ -334,29 +374,17 @@ fn run_exhaustive(args: &ExhaustiveArgs) -> ExitCode {
             ""
         }
     );
-    match &outcome.divergence {
-        None => {
-            println!("no divergence: the implementation followed the model on every path");
-            ExitCode::SUCCESS
-        }
-        Some(divergence) => {
-            println!(
-                "{} of {} paths diverged; the shortest:",
-                outcome.diverging_paths, outcome.paths
-            );
-            print!("{}", divergence.render());
-            if let Some(file) = &args.trace_out {
-                let model = model::TicketingModel::new(config);
-                match Trace::from_actions(&model, divergence.model_path()) {
-                    Ok(trace) => match write_trace(&trace, file) {
-                        Ok(()) => println!("trace written to {}", file.display()),
-                        Err(error) => eprintln!("error: {error}"),
-                    },
-                    Err(step) => eprintln!("error: step {} is not a model step", step + 1),
-                }
-            }
-            ExitCode::FAILURE
-        }
+}
+
+/// Writes the shortest diverging path as a JSON trace `check`'s replay can read.
+fn write_divergence(config: Config, divergence: &harness::report::Divergence, file: &Path) {
+    let model = model::TicketingModel::new(config);
+    match Trace::from_actions(&model, divergence.model_path()) {
+        Ok(trace) => match write_trace(&trace, file) {
+            Ok(()) => println!("trace written to {}", file.display()),
+            Err(error) => eprintln!("error: {error}"),
+        },
+        Err(step) => eprintln!("error: step {} is not a model step", step + 1),
     }
 }
 

@@ -121,3 +121,48 @@ fn an_exploration_larger_than_its_bound_is_refused_not_run() {
         Some(TooManyStates { limit: 1_000 })
     );
 }
+
+/// Runs the `harness exhaustive` binary on the smallest bounds with `args`.
+fn exhaustive_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "exhaustive",
+            "--updates",
+            "0",
+            "--orders",
+            "1",
+            "--cancels",
+            "0",
+            "--crashes",
+            "0",
+            "--redeliveries",
+            "0",
+            "--threads",
+            "1",
+        ])
+        .args(args)
+        .output()
+        .expect("the harness binary runs")
+}
+
+#[test]
+fn a_run_cut_short_by_max_paths_fails_unless_partial_is_allowed() {
+    let complete = exhaustive_cli(&[]);
+    assert!(
+        complete.status.success(),
+        "the complete run passes: {}",
+        String::from_utf8_lossy(&complete.stdout)
+    );
+
+    let cut = exhaustive_cli(&["--max-paths", "1"]);
+    let said = String::from_utf8_lossy(&cut.stdout);
+    assert!(!cut.status.success(), "a cut-short run must fail: {said}");
+    assert!(said.contains("--allow-partial"), "it says how to accept it: {said}");
+
+    let allowed = exhaustive_cli(&["--max-paths", "1", "--allow-partial"]);
+    assert!(
+        allowed.status.success(),
+        "--allow-partial accepts a cut-short run: {}",
+        String::from_utf8_lossy(&allowed.stdout)
+    );
+}
