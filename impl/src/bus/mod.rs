@@ -147,6 +147,12 @@ pub trait Publisher: Send + Sync {
         event: &Event,
         publish_id: Option<&str>,
     ) -> impl Future<Output = Result<PublishAck, BusError>> + Send;
+
+    /// Whether the broker is reachable now (for readiness: a connection that is up). A
+    /// publisher with no connection to lose (the embedded broker, a test's recorder) always is.
+    fn reachable(&self) -> bool {
+        true
+    }
 }
 
 /// Publishes bytes as they are, on any subject: how tests and tools put a malformed payload
