@@ -198,8 +198,7 @@ fn token(args: TokenArgs) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), app::StartError> {
     let embedded = args.bus.is_none() && args.store.is_none();
-    let (sessions, source) =
-        SessionKey::from_env(development_key_refusal(embedded, args.listen))?;
+    let (sessions, source) = SessionKey::from_env(development_key_refusal(embedded, args.listen))?;
     if source == KeySource::Development {
         tracing::warn!(
             "{JWT_KEY_VAR} is not set: using the public development key (embedded profile on a \

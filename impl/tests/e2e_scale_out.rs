@@ -52,7 +52,12 @@ async fn load(client: Arc<Client>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>
             return;
         }
         let title = format!("load {n}");
-        let created = send(&client, Method::POST, "/api/tickets", json!({"title": title, "price": 10}));
+        let created = send(
+            &client,
+            Method::POST,
+            "/api/tickets",
+            json!({"title": title, "price": 10}),
+        );
         let Some(ticket) = record(&seen, created.await) else {
             continue;
         };
@@ -61,7 +66,12 @@ async fn load(client: Arc<Client>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>
         };
         for price in [11, 12] {
             let path = format!("/api/tickets/{id}");
-            let updated = send(&client, Method::PUT, &path, json!({"title": title, "price": price}));
+            let updated = send(
+                &client,
+                Method::PUT,
+                &path,
+                json!({"title": title, "price": price}),
+            );
             if record(&seen, updated.await).is_none() {
                 break;
             }
@@ -144,7 +154,10 @@ async fn nothing_acknowledged_is_lost(client: &Client, acknowledged: &HashMap<St
             .await;
         assert_eq!(status, 200, "acknowledged ticket {id} lost: {ticket}");
         let version = ticket["version"].as_u64().unwrap();
-        assert!(version >= *acked, "ticket {id}: acknowledged version {acked} lost (now {version})");
+        assert!(
+            version >= *acked,
+            "ticket {id}: acknowledged version {acked} lost (now {version})"
+        );
         expected.push(Expected {
             id: id.clone(),
             version,
@@ -180,7 +193,11 @@ async fn one_active_order_per_ticket(buyers: [&Client; 2], tickets: &[String], d
         )
         .await
         .unwrap();
-    assert!(doubly_held.is_empty(), "{} tickets with two active orders", doubly_held.len());
+    assert!(
+        doubly_held.is_empty(),
+        "{} tickets with two active orders",
+        doubly_held.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,8 +211,16 @@ async fn two_processes_share_the_queue_groups_and_one_carries_on_when_the_other_
     };
     let config = stream.config().clone();
     let args = [
-        "--members", "1", "--ack-wait", "1s", "--bus", &config.url, "--stream-prefix",
-        &config.stream, "--store", database.url(),
+        "--members",
+        "1",
+        "--ack-wait",
+        "1s",
+        "--bus",
+        &config.url,
+        "--stream-prefix",
+        &config.stream,
+        "--store",
+        database.url(),
     ];
     let (mut doomed_process, doomed_base) = serve(&args).await;
     let (_survivor, survivor_base) = serve(&args).await;
@@ -204,8 +229,16 @@ async fn two_processes_share_the_queue_groups_and_one_carries_on_when_the_other_
     let stop = Arc::new(AtomicBool::new(false));
     let (on_doomed, on_survivor) = (Arc::<Mutex<Seen>>::default(), Arc::<Mutex<Seen>>::default());
     let loads = [
-        tokio::spawn(load(Arc::clone(&doomed), Arc::clone(&on_doomed), Arc::clone(&stop))),
-        tokio::spawn(load(Arc::clone(&survivor), Arc::clone(&on_survivor), Arc::clone(&stop))),
+        tokio::spawn(load(
+            Arc::clone(&doomed),
+            Arc::clone(&on_doomed),
+            Arc::clone(&stop),
+        )),
+        tokio::spawn(load(
+            Arc::clone(&survivor),
+            Arc::clone(&on_survivor),
+            Arc::clone(&stop),
+        )),
     ];
     wait_for_acknowledged(&on_doomed, 30).await;
     wait_for_acknowledged(&on_survivor, 30).await;
@@ -213,7 +246,11 @@ async fn two_processes_share_the_queue_groups_and_one_carries_on_when_the_other_
     let deadline = tokio::time::Instant::now() + PATIENCE;
     for client in [&doomed, &survivor] {
         while deliveries(client, "orders-service").await < 1.0 {
-            assert!(tokio::time::Instant::now() < deadline, "{} got no delivery", client.base);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} got no delivery",
+                client.base
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -222,10 +259,16 @@ async fn two_processes_share_the_queue_groups_and_one_carries_on_when_the_other_
     wait_for_acknowledged(&on_survivor, acknowledged_after_kill + 30).await;
     stop.store(true, Ordering::Relaxed);
     for load in loads {
-        tokio::time::timeout(PATIENCE, load).await.expect("a load did not stop").unwrap();
+        tokio::time::timeout(PATIENCE, load)
+            .await
+            .expect("a load did not stop")
+            .unwrap();
     }
     let refused = std::mem::take(&mut on_survivor.lock().unwrap().refused);
-    assert!(refused.is_empty(), "the survivor refused writes: {refused:?}");
+    assert!(
+        refused.is_empty(),
+        "the survivor refused writes: {refused:?}"
+    );
     let mut acknowledged = on_doomed.lock().unwrap().acknowledged.clone();
     acknowledged.extend(on_survivor.lock().unwrap().acknowledged.clone());
     nothing_acknowledged_is_lost(&survivor, &acknowledged).await;
@@ -252,8 +295,16 @@ async fn postgres_stopped_and_started_under_load_loses_nothing_and_answers_only_
     };
     let config = stream.config().clone();
     let args = [
-        "--members", "2", "--ack-wait", "1s", "--bus", &config.url, "--stream-prefix",
-        &config.stream, "--store", database.url(),
+        "--members",
+        "2",
+        "--ack-wait",
+        "1s",
+        "--bus",
+        &config.url,
+        "--stream-prefix",
+        &config.stream,
+        "--store",
+        database.url(),
     ];
     let (_first, first_base) = serve(&args).await;
     let (_second, second_base) = serve(&args).await;
@@ -267,7 +318,11 @@ async fn postgres_stopped_and_started_under_load_loses_nothing_and_answers_only_
         .iter()
         .zip(&seen)
         .map(|(client, seen)| {
-            tokio::spawn(load(Arc::clone(client), Arc::clone(seen), Arc::clone(&stop)))
+            tokio::spawn(load(
+                Arc::clone(client),
+                Arc::clone(seen),
+                Arc::clone(&stop),
+            ))
         })
         .collect();
     wait_for_acknowledged(&seen[0], 20).await;
@@ -279,17 +334,26 @@ async fn postgres_stopped_and_started_under_load_loses_nothing_and_answers_only_
     let refusals = seen[0].lock().unwrap().refused.len();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while seen[0].lock().unwrap().refused.len() < refusals + 3 {
-        assert!(tokio::time::Instant::now() < deadline, "no write was refused");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no write was refused"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     cluster.start_again().unwrap();
     let acknowledged_before = seen[0].lock().unwrap().acknowledged.len();
     wait_for_acknowledged(&seen[0], acknowledged_before + 20).await;
     let (status, readiness) = clients[0].send(Method::GET, "/readyz", None).await;
-    assert_eq!(status, 200, "not ready after PostgreSQL came back: {readiness}");
+    assert_eq!(
+        status, 200,
+        "not ready after PostgreSQL came back: {readiness}"
+    );
     stop.store(true, Ordering::Relaxed);
     for load in loads {
-        tokio::time::timeout(PATIENCE, load).await.expect("a load did not stop").unwrap();
+        tokio::time::timeout(PATIENCE, load)
+            .await
+            .expect("a load did not stop")
+            .unwrap();
     }
     let mut acknowledged = HashMap::new();
     let mut statuses = BTreeMap::<u16, usize>::new();

@@ -152,7 +152,10 @@ async fn bodies_not_sent_as_json_are_415_and_change_nothing() {
                 request = request.header("content-type", content_type);
             }
             let (status, errors) = read(request.send().await.unwrap()).await;
-            assert_eq!(status, 415, "{method} {target} as {content_type:?}: {errors}");
+            assert_eq!(
+                status, 415,
+                "{method} {target} as {content_type:?}: {errors}"
+            );
             assert_eq!(
                 client_error(status, &errors),
                 ["Content-Type must be application/json"],

@@ -181,8 +181,11 @@ async fn requests_are_counted_by_route_pattern_and_status_with_their_latency() {
     let mut slowest_bucket = updated.to_vec();
     slowest_bucket.push(("le", "+Inf"));
     assert!(
-        app.metric("ticketing_http_request_duration_seconds_bucket", &slowest_bucket)
-            .await
+        app.metric(
+            "ticketing_http_request_duration_seconds_bucket",
+            &slowest_bucket
+        )
+        .await
             >= 1.0,
         "latency is a histogram with buckets"
     );
@@ -208,11 +211,16 @@ async fn deliveries_acks_and_the_outbox_are_counted_per_queue_group_and_service(
         .post("/api/tickets", json!({"title": "concert", "price": 10}))
         .await;
     assert_eq!(status, 201);
-    app.wait_for("ticketing_outbox_published_total", &tickets_outbox, published + 1.0)
-        .await;
+    app.wait_for(
+        "ticketing_outbox_published_total",
+        &tickets_outbox,
+        published + 1.0,
+    )
+    .await;
     app.wait_for("ticketing_deliveries_total", &orders, deliveries + 1.0)
         .await;
-    app.wait_for("ticketing_acks_total", &orders, acks + 1.0).await;
+    app.wait_for("ticketing_acks_total", &orders, acks + 1.0)
+        .await;
     let (_, text) = app.get("/metrics").await;
     for gauge in [
         "ticketing_outbox_depth{service=\"tickets\"}",

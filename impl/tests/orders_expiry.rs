@@ -19,9 +19,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use store_support::{id, pg_store, replica, user};
 use ticketing::events::Event;
+use ticketing::events::{OrderCancelled, OrderCreated};
 use ticketing::id::Id;
 use ticketing::price::Price;
-use ticketing::events::{OrderCancelled, OrderCreated};
 use ticketing::records::{Order, OrderStatus, Reservation, TicketReplica, Timestamp};
 use ticketing::services::ServiceConfig;
 use ticketing::services::fakes::RecordingPublisher;
@@ -88,7 +88,12 @@ where
     let order = placed(&store, 1).await;
     let other = placed(&store, 2).await;
     let orders = service(store.clone());
-    assert_eq!(expire_due(&orders, just_before(order.expires_at), 10).await.unwrap(), 0);
+    assert_eq!(
+        expire_due(&orders, just_before(order.expires_at), 10)
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(stored(&store, order.id).await.status, OrderStatus::Created);
     // The same instant for both: the later order is due too, unless placed after it.
     let due = order.expires_at.max(other.expires_at);
@@ -114,7 +119,12 @@ where
     for ticket in 10..15 {
         latest = latest.max(placed(&store, ticket).await.expires_at);
     }
-    assert_eq!(expire_due(&service(store.clone()), latest, 2).await.unwrap(), 5);
+    assert_eq!(
+        expire_due(&service(store.clone()), latest, 2)
+            .await
+            .unwrap(),
+        5
+    );
     assert!(store.due_orders(latest, 10).await.unwrap().is_empty());
 }
 
@@ -145,18 +155,23 @@ where
 {
     let order = placed(&store, 30).await;
     let id = order.id;
-    let rival = RivalAfterFirstRead::new(store.clone(), move |inner: S| -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            cancel_order(&service(inner), &user(2), id).await.unwrap();
-        })
-    });
+    let rival =
+        RivalAfterFirstRead::new(store.clone(), move |inner: S| -> BoxFuture<'static, ()> {
+            Box::pin(async move {
+                cancel_order(&service(inner), &user(2), id).await.unwrap();
+            })
+        });
     let expired = expire_order(&service(rival), id, order.expires_at)
         .await
         .unwrap();
     assert!(!expired, "the buyer's cancel came first");
     let stored = stored(&store, id).await;
     assert_eq!((stored.status, stored.version), (OrderStatus::Cancelled, 1));
-    assert_eq!(cancellations(&store, id).await, [(1, 2)], "one cancel, one event");
+    assert_eq!(
+        cancellations(&store, id).await,
+        [(1, 2)],
+        "one cancel, one event"
+    );
 }
 
 /// The expiry cancels between the buyer's read and write: the buyer's cancel reads again and
@@ -167,14 +182,19 @@ where
 {
     let order = placed(&store, 40).await;
     let (id, due) = (order.id, order.expires_at);
-    let rival = RivalAfterFirstRead::new(store.clone(), move |inner: S| -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            assert!(expire_order(&service(inner), id, due).await.unwrap());
-        })
-    });
+    let rival =
+        RivalAfterFirstRead::new(store.clone(), move |inner: S| -> BoxFuture<'static, ()> {
+            Box::pin(async move {
+                assert!(expire_order(&service(inner), id, due).await.unwrap());
+            })
+        });
     let answer = cancel_order(&service(rival), &user(2), id).await.unwrap();
     assert_eq!((answer.status, answer.version), (OrderStatus::Cancelled, 1));
-    assert_eq!(cancellations(&store, id).await, [(1, 2)], "one cancel, one event");
+    assert_eq!(
+        cancellations(&store, id).await,
+        [(1, 2)],
+        "one cancel, one event"
+    );
 }
 
 /// A store that, on the first read of an order, reads it and then lets a rival run (on the
@@ -286,8 +306,8 @@ async fn a_running_service_expires_abandoned_orders_by_itself() {
     use ticketing::bus::EmbeddedBus;
     use ticketing::services::app::{AppOptions, start};
     use ticketing::services::auth::SessionKey;
-    use ticketing::services::tickets::{TicketInput, create_ticket, show_ticket};
     use ticketing::services::tickets::TicketsService;
+    use ticketing::services::tickets::{TicketInput, create_ticket, show_ticket};
 
     let key = SessionKey::new(&[7; 32]);
     let mut options = AppOptions::new(key.clone(), ticketing::variant::Variant::Reference);
@@ -295,12 +315,17 @@ async fn a_running_service_expires_abandoned_orders_by_itself() {
     options.config.order_expiry = Duration::from_millis(300);
     options.config.expiry_sweep = Duration::from_millis(20);
     let (tickets_store, orders_store, bus) = (MemStore::new(), MemStore::new(), EmbeddedBus::new());
-    let app = start(options.clone(), tickets_store.clone(), orders_store.clone(), bus.clone())
-        .await
-        .unwrap();
+    let app = start(
+        options.clone(),
+        tickets_store.clone(),
+        orders_store.clone(),
+        bus.clone(),
+    )
+    .await
+    .unwrap();
     let tickets = TicketsService::new(tickets_store.clone(), bus.clone(), options.config.clone());
-    let input = TicketInput::from_json(&serde_json::json!({"title": "concert", "price": 10}))
-        .unwrap();
+    let input =
+        TicketInput::from_json(&serde_json::json!({"title": "concert", "price": 10})).unwrap();
     let ticket = create_ticket(&tickets, &user(1), input).await.unwrap();
     let orders = OrdersService::new(orders_store.clone(), bus.clone(), options.config.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

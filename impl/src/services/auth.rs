@@ -148,7 +148,10 @@ impl SessionKey {
         secret: Option<&str>,
         development_refused: Option<String>,
     ) -> Result<(Self, KeySource), KeyError> {
-        match (secret.filter(|secret| !secret.is_empty()), development_refused) {
+        match (
+            secret.filter(|secret| !secret.is_empty()),
+            development_refused,
+        ) {
             (Some(secret), _) if secret.len() < MIN_KEY_BYTES => Err(KeyError::TooShort {
                 length: secret.len(),
             }),
@@ -309,7 +312,10 @@ mod tests {
     fn keys_shorter_than_32_bytes_are_refused_even_where_the_development_key_would_do() {
         let short = "x".repeat(MIN_KEY_BYTES - 1);
         let error = SessionKey::from_secret(Some(&short), None).unwrap_err();
-        assert!(matches!(error, KeyError::TooShort { length: 31 }), "{error}");
+        assert!(
+            matches!(error, KeyError::TooShort { length: 31 }),
+            "{error}"
+        );
         assert!(error.to_string().contains("at least 32 bytes"), "{error}");
         let long = "x".repeat(MIN_KEY_BYTES);
         let (_, source) = SessionKey::from_secret(Some(&long), Some("no".into())).unwrap();

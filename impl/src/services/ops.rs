@@ -34,10 +34,10 @@ const UNMATCHED_ROUTE: &str = "unmatched";
 pub(crate) async fn count_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |path| path.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || UNMATCHED_ROUTE.to_owned(),
+        |path| path.as_str().to_owned(),
+    );
     let response = next.run(request).await;
     crate::metrics::http_request(
         method.as_str(),

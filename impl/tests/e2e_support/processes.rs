@@ -20,7 +20,11 @@ pub async fn serve(args: &[&str]) -> (Child, String) {
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .env("JWT_KEY", JWT_KEY)
-        .env("RUST_LOG", "error")
+        // Errors only, without the per-request ones (503s are expected while a backend is down).
+        .env(
+            "RUST_LOG",
+            "error,tower_http=off,ticketing::services::http=off",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -81,7 +85,10 @@ impl PrivatePostgres {
                 .arg(&cluster.dir))?;
         }
         let data = cluster.data();
-        cluster.pg("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"])?;
+        cluster.pg(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        )?;
         cluster.start_again()?;
         Ok(cluster)
     }
@@ -93,7 +100,10 @@ impl PrivatePostgres {
 
     /// Stops the server (fast shutdown: open connections are cut), and waits until it is down.
     pub fn stop(&self) -> Result<(), String> {
-        self.pg("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "-t", "60", "stop"])
+        self.pg(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "fast", "-w", "-t", "60", "stop"],
+        )
     }
 
     /// Starts the server on the same port and data, and waits until it accepts connections.
@@ -142,7 +152,10 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let _ = self.pg("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        let _ = self.pg(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -15,8 +15,8 @@ use super::PgStore;
 use super::errors::{Doing, PgError, WriteError};
 use super::records::Write;
 use super::sql::{
-    ACTIVE_ORDER, ACTIVE_ORDER_ID, COUNT_RESERVATION_CHANGE, DUE_ORDERS, INSERT_ORDER_UNLESS_RESERVED,
-    ORDERS, RESERVATION_COUNT,
+    ACTIVE_ORDER, ACTIVE_ORDER_ID, COUNT_RESERVATION_CHANGE, DUE_ORDERS,
+    INSERT_ORDER_UNLESS_RESERVED, ORDERS, RESERVATION_COUNT,
 };
 use super::tables::PgRecord;
 use super::values::to_u64;
