@@ -32,8 +32,6 @@
 
 use std::time::Duration;
 
-use crate::bus::{DeadLetter, DeadLetterReason};
-
 /// `ticketing_http_requests_total`.
 pub const HTTP_REQUESTS: &str = "ticketing_http_requests_total";
 /// `ticketing_http_request_duration_seconds`.
@@ -118,15 +116,17 @@ pub fn version_conflict(origin: &str) {
     metrics::counter!(VERSION_CONFLICTS, "origin" => origin.to_owned()).increment(1);
 }
 
-/// A bus recorded a dead letter.
-pub fn dead_lettered(dead: &DeadLetter) {
-    let reason = match dead.reason {
-        DeadLetterReason::Terminated(_) => "terminated",
-        DeadLetterReason::MaxDeliveries(_) => "max_deliveries",
-    };
+/// The `reason` of a dead letter a listener terminated.
+pub const DEAD_LETTER_TERMINATED: &str = "terminated";
+/// The `reason` of a dead letter that ran out of deliveries.
+pub const DEAD_LETTER_MAX_DELIVERIES: &str = "max_deliveries";
+
+/// A bus recorded a dead letter of `queue_group` ([`DEAD_LETTER_TERMINATED`] or
+/// [`DEAD_LETTER_MAX_DELIVERIES`]).
+pub fn dead_lettered(queue_group: &str, reason: &'static str) {
     metrics::counter!(
         DEAD_LETTERS,
-        "queue_group" => dead.queue_group.to_string(),
+        "queue_group" => queue_group.to_owned(),
         "reason" => reason
     )
     .increment(1);

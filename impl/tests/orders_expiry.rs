@@ -203,8 +203,11 @@ where
 #[derive(Clone)]
 struct RivalAfterFirstRead<S> {
     inner: S,
-    rival: Arc<Mutex<Option<Box<dyn FnOnce(S) -> BoxFuture<'static, ()> + Send>>>>,
+    rival: Arc<Mutex<Option<Rival<S>>>>,
 }
+
+/// What runs between the first read and its answer, on the store itself.
+type Rival<S> = Box<dyn FnOnce(S) -> BoxFuture<'static, ()> + Send>;
 
 impl<S: Clone> RivalAfterFirstRead<S> {
     fn new(inner: S, rival: impl FnOnce(S) -> BoxFuture<'static, ()> + Send + 'static) -> Self {

@@ -211,6 +211,18 @@ pub enum DeadLetterReason {
     MaxDeliveries(u32),
 }
 
+impl DeadLetterReason {
+    /// Counts a dead letter of `queue_group` for this reason
+    /// ([`crate::metrics::dead_lettered`]).
+    pub(crate) fn count(&self, queue_group: &str) {
+        let reason = match self {
+            DeadLetterReason::Terminated(_) => crate::metrics::DEAD_LETTER_TERMINATED,
+            DeadLetterReason::MaxDeliveries(_) => crate::metrics::DEAD_LETTER_MAX_DELIVERIES,
+        };
+        crate::metrics::dead_lettered(queue_group, reason);
+    }
+}
+
 /// An event the bus gave up on, kept for inspection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadLetter {

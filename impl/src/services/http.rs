@@ -256,13 +256,21 @@ where
         .route("/api/replica/tickets/{id}", get(show_replica::<TS, OS, P>))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz::<TS, OS, P>))
+        .route("/readyz", get(readyz::<TS, OS, P>))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(axum::middleware::from_fn(ops::count_request))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// `GET /readyz`: both stores and both services' publishers (see `ops::readiness`).
+async fn readyz<TS: TicketStore, OS: OrderStore, P: Publisher>(
+    State(state): State<AppState<TS, OS, P>>,
+) -> Response {
+    let bus = state.tickets.publisher.reachable() && state.orders.publisher.reachable();
+    ops::readiness(&state.tickets.store, &state.orders.store, bus).await
 }
 
 async fn not_found() -> ApiError {

@@ -10,17 +10,15 @@
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::bus::Publisher;
 use crate::id::Id;
 use crate::records::{Ticket, TicketReplica};
-use crate::services::http::{AppState, OrderStore, TicketStore};
 use crate::store::VersionedStore;
 
 /// How long `/readyz` waits for each backend before calling it unreachable.
@@ -85,29 +83,23 @@ impl Readiness {
     }
 }
 
-/// `GET /readyz`: 200 when both stores answer a read and the bus is connected, else 503;
-/// the body says which backend did not answer.
-pub(crate) async fn readyz<TS, OS, P>(State(state): State<AppState<TS, OS, P>>) -> Response
+/// `GET /readyz`'s answer: 200 when both stores answer a read and the bus is connected
+/// (`bus_reachable`), else 503; the body says which backend did not answer.
+pub(crate) async fn readiness<TS, OS>(tickets: &TS, orders: &OS, bus_reachable: bool) -> Response
 where
-    TS: TicketStore,
-    OS: OrderStore,
-    P: Publisher,
+    TS: VersionedStore<Ticket>,
+    OS: VersionedStore<TicketReplica>,
 {
     // A read of an id that is never stored: it touches the backend and finds nothing.
     let probe = Id::new();
-    let tickets = answers(VersionedStore::<Ticket>::find_by_id(
-        &state.tickets.store,
-        probe,
-    ));
-    let orders = answers(VersionedStore::<TicketReplica>::find_by_id(
-        &state.orders.store,
-        probe,
-    ));
-    let (tickets_store, orders_store) = tokio::join!(tickets, orders);
+    let (tickets_store, orders_store) = tokio::join!(
+        answers(tickets.find_by_id(probe)),
+        answers(orders.find_by_id(probe))
+    );
     let readiness = Readiness {
         tickets_store,
         orders_store,
-        bus: state.tickets.publisher.reachable() && state.orders.publisher.reachable(),
+        bus: bus_reachable,
     };
     let status = if readiness.ready() {
         StatusCode::OK

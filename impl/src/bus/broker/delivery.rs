@@ -291,7 +291,7 @@ impl BrokerCore {
             payload: stored.payload.to_vec(),
             reason,
         };
-        crate::metrics::dead_lettered(&dead);
+        dead.reason.count(&dead.queue_group);
         self.dead_letters.push(dead);
     }
 
