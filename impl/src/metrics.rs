@@ -22,8 +22,8 @@
 //! | `ticketing_version_conflicts_total` | counter | `origin` (a queue group, `http` or `expiry`) | read-decide-save, per conflict met |
 //! | `ticketing_dead_letters_total` | counter | `queue_group`, `reason` (`terminated`, `max_deliveries`) | where a bus records a dead letter |
 //! | `ticketing_dead_letters_dropped_total` | counter | none | for a bus that caps its dead letters ([`dead_letter_dropped`]) |
-//! | `ticketing_outbox_depth` | gauge | `service` | the relay, entries pending at its last read (at most one batch) |
-//! | `ticketing_outbox_relay_lag_seconds` | gauge | `service` | the relay: how long the oldest pending entry has waited since the relay first saw it (0 when empty) |
+//! | `ticketing_outbox_depth` | gauge | `service` | the relay: entries pending at its last read (at most one batch), 0 once it published all it read |
+//! | `ticketing_outbox_relay_lag_seconds` | gauge | `service` | the relay: how long the entry at the head of the outbox has been there, as the relay saw it (0 when drained) |
 //! | `ticketing_outbox_published_total` | counter | `service` | the relay, per entry published |
 //! | `ticketing_outbox_quarantined_total` | counter | `service` | for a relay that sets aside an entry it cannot publish ([`outbox_quarantined`]) |
 //! | `ticketing_orders_expired_total` | counter | none | the orders service's expiry, per order it cancelled |

@@ -117,11 +117,11 @@ pub async fn run_relay<O, P>(
     let batch = config.batch.max(1);
     let mut retry_delay = config.retry_initial;
     let mut watch = Lag::default();
-    let mut observe = |pending: &[OutboxEntry]| watch.observe(service, pending);
     loop {
         // Register interest before reading, so a write after the read still wakes us.
         let written = outbox.outbox_written();
         tokio::pin!(written);
+        let mut observe = |pending: &[OutboxEntry]| watch.observe(service, pending);
         match relay_observed(outbox, publisher, batch, &mut observe).await {
             Ok(count) => {
                 crate::metrics::outbox_published(service, count);
@@ -129,6 +129,8 @@ pub async fn run_relay<O, P>(
                 if count == batch {
                     continue;
                 }
+                // Everything read was published: nothing waits until the next write.
+                watch.drained(service);
                 tokio::select! {
                     () = &mut written => {}
                     () = shutdown.cancelled() => break,
@@ -166,6 +168,11 @@ impl Lag {
             .oldest
             .map_or(Duration::ZERO, |(_, since)| now.duration_since(since));
         crate::metrics::outbox_read(service, pending.len(), waiting);
+    }
+
+    fn drained(&mut self, service: &'static str) {
+        self.oldest = None;
+        crate::metrics::outbox_read(service, 0, Duration::ZERO);
     }
 }
 
