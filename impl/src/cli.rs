@@ -71,7 +71,8 @@ struct ServeArgs {
     /// service keeps its own schema (`tickets`, `orders`) in that database.
     #[arg(long, value_name = "POSTGRES_URL")]
     store: Option<String>,
-    /// How long a new order holds its ticket (`15m`, `90s`, `1h`, `500ms`).
+    /// How long a new order holds its ticket (`15m`, `90s`, `1h`, `500ms`): an order still
+    /// `created` after that is cancelled by the orders service itself (checked every second).
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     order_expiry: Duration,
     /// How long a delivery may stay unacknowledged before the broker redelivers it.
