@@ -1,9 +1,10 @@
 //! The supervisor: every queue-group member and outbox relay of both services, and the orders
 //! service's expiry, on any store and bus backends, each a task of its own that can be started,
 //! stopped gracefully or crashed (aborted) one at a time, or all at once. `ticketing serve`
-//! runs it behind its HTTP server (`app::serve`); the soak runs the same supervisor on PostgreSQL and JetStream, with
-//! [`DeliveryHooks`] around every delivery for its fault injection and a counting publisher
-//! inside the services, so what the soak checks is the assembly `serve` runs.
+//! runs it behind its HTTP server (`app::serve`); the soak runs the same supervisor on
+//! PostgreSQL and JetStream, with [`DeliveryHooks`] around every delivery for its fault
+//! injection and a counting publisher inside the services, so what the soak checks is the
+//! assembly `serve` runs.
 //!
 //! The invariant: every task it starts is tracked until it is stopped or crashed. A graceful
 //! stop lets a member finish (and settle) the deliveries it is handling and a relay flush its
