@@ -1,7 +1,7 @@
 //! What an operator relies on (issue 18, items 5 and 6): `serve` refuses the public
 //! development key off a loopback address and a `JWT_KEY` under 32 bytes; `/metrics` counts
-//! requests by route and status with a latency histogram, and deliveries, acks and the outbox
-//! per queue group and service; `/healthz` and `/readyz` answer.
+//! requests by route and status with a latency histogram, and deliveries, acks, terms, dead
+//! letters and the outbox per queue group and service; `/healthz` and `/readyz` answer.
 //!
 //! Every application in this test binary counts into the process's one recorder, so each
 //! check reads a counter before and after what it does and asserts the difference.
@@ -275,4 +275,42 @@ fn serve_refuses_the_development_key_off_loopback_and_keys_under_32_bytes() {
     assert!(!succeeded, "{stderr}");
     assert!(stderr.contains("JWT_KEY is 5 bytes long"), "{stderr}");
     assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_poison_event_is_counted_as_terminated_and_dead_lettered() {
+    use ticketing::bus::{Bus, EmbeddedBus, RawPublisher};
+    use ticketing::services::app::start as start_on;
+    use ticketing::store::MemStore;
+
+    let key = SessionKey::new(&[42; 32]);
+    let mut options = AppOptions::new(key, Variant::Reference);
+    options.listen = "127.0.0.1:0".parse().unwrap();
+    let bus = EmbeddedBus::new();
+    let running = start_on(options, MemStore::new(), MemStore::new(), bus.clone())
+        .await
+        .unwrap();
+    let app = App {
+        base: format!("http://{}", running.local_addr()),
+        running,
+        client: reqwest::Client::new(),
+        token: String::new(),
+    };
+    let orders = [("queue_group", "orders-service")];
+    let dead = [("queue_group", "orders-service"), ("reason", "terminated")];
+    let terms = app.metric("ticketing_terms_total", &orders).await;
+    let dead_letters = app.metric("ticketing_dead_letters_total", &dead).await;
+    bus.publish_raw(
+        "ticket:created",
+        bytes::Bytes::from_static(b"not json"),
+        None,
+    )
+    .await
+    .unwrap();
+    app.wait_for("ticketing_terms_total", &orders, terms + 1.0)
+        .await;
+    app.wait_for("ticketing_dead_letters_total", &dead, dead_letters + 1.0)
+        .await;
+    assert_eq!(bus.dead_letters().len(), 1);
+    app.running.shutdown().await;
 }
