@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 use ticketing::records::UserId;
 use ticketing::services::ServiceConfig;
 use ticketing::services::app::{self, AppOptions, Backends};
-use ticketing::services::auth::{JWT_KEY_VAR, KeySource, SessionKey};
+use ticketing::services::auth::{JWT_KEY_VAR, KeySource, SessionKey, development_key_refusal};
 use ticketing::services::relay::RelayConfig;
 use ticketing::variant::Variant;
 
@@ -32,7 +32,8 @@ enum Command {
     /// Serve both services (HTTP API, queue-group listeners, outbox relays) behind one address.
     ///
     /// Without --bus and --store everything runs in this process (embedded broker, memory
-    /// stores) and JWT_KEY falls back to a development key. Logs go to stderr; set RUST_LOG
+    /// stores) and, on a loopback --listen address, JWT_KEY falls back to a development key;
+    /// anywhere else JWT_KEY (at least 32 bytes) is required. Logs go to stderr; set RUST_LOG
     /// (default `info`) to change the level. Ctrl-C or SIGTERM stops accepting requests, lets
     /// those in flight finish, stops the listeners and flushes the outboxes.
     Serve(ServeArgs),
@@ -70,7 +71,8 @@ struct ServeArgs {
     /// service keeps its own schema (`tickets`, `orders`) in that database.
     #[arg(long, value_name = "POSTGRES_URL")]
     store: Option<String>,
-    /// How long a new order holds its ticket (`15m`, `90s`, `1h`, `500ms`).
+    /// How long a new order holds its ticket (`15m`, `90s`, `1h`, `500ms`): an order still
+    /// `created` after that is cancelled by the orders service itself (checked every second).
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     order_expiry: Duration,
     /// How long a delivery may stay unacknowledged before the broker redelivers it.
@@ -167,7 +169,7 @@ fn init_tracing() {
 }
 
 fn token(args: TokenArgs) -> ExitCode {
-    let (key, source) = match SessionKey::from_env(true) {
+    let (key, source) = match SessionKey::from_env(None) {
         Ok(found) => found,
         Err(error) => {
             eprintln!("ticketing: {error}");
@@ -177,7 +179,7 @@ fn token(args: TokenArgs) -> ExitCode {
     if source == KeySource::Development {
         eprintln!(
             "note: {JWT_KEY_VAR} is not set; signed with the development key (accepted only by \
-             a server on the embedded profile without {JWT_KEY_VAR})"
+             a server on the embedded profile, on a loopback address, without {JWT_KEY_VAR})"
         );
     }
     let email = args
@@ -197,11 +199,11 @@ fn token(args: TokenArgs) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), app::StartError> {
     let embedded = args.bus.is_none() && args.store.is_none();
-    let (sessions, source) = SessionKey::from_env(embedded)?;
+    let (sessions, source) = SessionKey::from_env(development_key_refusal(embedded, args.listen))?;
     if source == KeySource::Development {
         tracing::warn!(
-            "{JWT_KEY_VAR} is not set: using the public development key (embedded profile only); \
-             set {JWT_KEY_VAR} for anything but local experiments"
+            "{JWT_KEY_VAR} is not set: using the public development key (embedded profile on a \
+             loopback address only); set {JWT_KEY_VAR} for anything but local experiments"
         );
     }
     let mut config = ServiceConfig::new(args.variant);

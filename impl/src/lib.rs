@@ -19,6 +19,9 @@
 //!   reservation, the transactional outbox) and their backends.
 //! - [`bus`]: the event bus traits (publish, queue-group subscriptions, ack/nak/term,
 //!   dead letters) and their backends.
+//! - [`metrics`]: what the process counts (HTTP requests, deliveries and their settling,
+//!   version conflicts, dead letters, outbox depth and lag, expired orders), one function per
+//!   thing counted, and the Prometheus recorder behind `GET /metrics`.
 //! - [`services`]: the tickets and orders services (HTTP operations, listeners behind one
 //!   `Listener` seam, outbox relays, sessions), the member runtime that hands deliveries to
 //!   the listeners, the supervisor of members and relays, and the assembly behind `ticketing
@@ -40,6 +43,7 @@
 pub mod bus;
 pub mod events;
 pub mod id;
+pub mod metrics;
 pub mod price;
 pub mod records;
 // Uses axum and the network clients, which the loom build leaves out (see Cargo.toml).

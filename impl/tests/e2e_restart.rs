@@ -23,7 +23,7 @@ use ticketing::services::auth::SessionKey;
 use ticketing::testkit::{fresh_jetstream, fresh_postgres};
 
 const TEST: &str = "e2e_restart::sigkill_under_load_loses_nothing_acknowledged";
-const JWT_KEY: &str = "e2e-restart-key";
+const JWT_KEY: &str = "e2e-restart-key-at-least-32-bytes-long";
 
 /// Starts `ticketing serve` on the given backends and returns it with its HTTP base URL.
 async fn serve(nats: &str, stream: &str, postgres: &str) -> (Child, String) {

@@ -29,7 +29,11 @@ async fn raw(
     token: Option<&str>,
     body: Vec<u8>,
 ) -> (u16, Value) {
-    let mut request = app.client.request(method, app.url(path)).body(body);
+    let mut request = app
+        .client
+        .request(method, app.url(path))
+        .header("content-type", "application/json")
+        .body(body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -122,15 +126,52 @@ async fn oversized_bodies_are_413() {
     assert_eq!(list, json!([]));
 }
 
+/// A body not sent as JSON is 415 whatever it holds (a cross-site form posts with a user's
+/// cookie only as a form or text, never as JSON), in the error shape, and changes nothing.
 #[tokio::test]
-async fn any_content_type_is_read_as_json() {
+async fn bodies_not_sent_as_json_are_415_and_change_nothing() {
     let app = TestApp::start().await;
+    let ticket = app.create_ticket("u1", "concert", 20.0).await;
+    let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
+    let body = r#"{"title": "changed", "price": 10}"#;
+    let cookie = format!("session={}", app.token("u1"));
+    for (method, target) in [(Method::POST, "/api/tickets"), (Method::PUT, path.as_str())] {
+        for content_type in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/jsonp"),
+            None,
+        ] {
+            let mut request = app
+                .client
+                .request(method.clone(), app.url(target))
+                .header("cookie", &cookie)
+                .body(body);
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let (status, errors) = read(request.send().await.unwrap()).await;
+            assert_eq!(
+                status, 415,
+                "{method} {target} as {content_type:?}: {errors}"
+            );
+            assert_eq!(
+                client_error(status, &errors),
+                ["Content-Type must be application/json"],
+                "{content_type:?}"
+            );
+        }
+    }
+    let (_, list) = app.send(Method::GET, "/api/tickets", None, None).await;
+    assert_eq!(list, json!([ticket]), "nothing created or changed");
+    // The sanity check that the test can fail: JSON, with parameters and in any case, works.
     let response = app
         .client
         .post(app.url("/api/tickets"))
-        .bearer_auth(app.token("u1"))
-        .header("content-type", "text/plain")
-        .body(r#"{"title": "concert", "price": 10}"#)
+        .header("cookie", &cookie)
+        .header("content-type", "Application/JSON; charset=utf-8")
+        .body(body)
         .send()
         .await
         .unwrap();
@@ -239,6 +280,7 @@ async fn bad_expired_forged_and_alg_none_tokens_are_401() {
         .client
         .post(app.url("/api/tickets"))
         .header("cookie", format!("session={}", app.token("u1")))
+        .header("content-type", "application/json")
         .body(r#"{"title": "real", "price": 1}"#)
         .send()
         .await

@@ -147,6 +147,12 @@ pub trait Publisher: Send + Sync {
         event: &Event,
         publish_id: Option<&str>,
     ) -> impl Future<Output = Result<PublishAck, BusError>> + Send;
+
+    /// Whether the broker is reachable now (for readiness: a connection that is up). A
+    /// publisher with no connection to lose (the embedded broker, a test's recorder) always is.
+    fn reachable(&self) -> bool {
+        true
+    }
 }
 
 /// Publishes bytes as they are, on any subject: how tests and tools put a malformed payload
@@ -203,6 +209,18 @@ pub enum DeadLetterReason {
     Terminated(String),
     /// Delivered `max_deliver` times without an acknowledgement.
     MaxDeliveries(u32),
+}
+
+impl DeadLetterReason {
+    /// Counts a dead letter of `queue_group` for this reason
+    /// ([`crate::metrics::dead_lettered`]).
+    pub(crate) fn count(&self, queue_group: &str) {
+        let reason = match self {
+            DeadLetterReason::Terminated(_) => crate::metrics::DEAD_LETTER_TERMINATED,
+            DeadLetterReason::MaxDeliveries(_) => crate::metrics::DEAD_LETTER_MAX_DELIVERIES,
+        };
+        crate::metrics::dead_lettered(queue_group, reason);
+    }
 }
 
 /// An event the bus gave up on, kept for inspection.

@@ -20,7 +20,7 @@ use crate::bus::{
     Bus, BusError, EmbeddedBus, JetStreamBus, JetStreamConfig, ListenerOptions, Publisher,
 };
 use crate::services::ServiceConfig;
-use crate::services::auth::{MissingKey, SessionKey};
+use crate::services::auth::{KeyError, SessionKey};
 use crate::services::http::{AppState, OrderStore, TicketStore, router};
 use crate::services::orders::OrdersService;
 use crate::services::relay::RelayConfig;
@@ -91,9 +91,9 @@ pub struct Backends {
 /// Why the application did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// No session key.
+    /// No session key to serve with.
     #[error(transparent)]
-    MissingKey(#[from] MissingKey),
+    Key(#[from] KeyError),
     /// The HTTP address cannot be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -182,6 +182,8 @@ where
     B: Bus,
     H: DeliveryHooks,
 {
+    // Installed before anything is counted, so the first requests and deliveries show.
+    crate::metrics::prometheus::handle();
     let options = *supervisor.options();
     let config = &supervisor.tickets().config;
     tracing::info!(

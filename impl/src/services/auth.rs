@@ -21,8 +21,13 @@ use crate::services::ApiError;
 pub const JWT_KEY_VAR: &str = "JWT_KEY";
 
 /// The key used on the embedded profile when `JWT_KEY` is unset. Public by design: it only
-/// ever signs sessions on a developer's machine, and the server warns when it uses it.
+/// ever signs sessions on a developer's machine (a server takes it only on the embedded
+/// profile, listening on a loopback address), and the server warns when it uses it.
 pub const DEVELOPMENT_KEY: &str = "ticketing-development-key-do-not-use-in-production";
+
+/// The shortest `JWT_KEY` accepted, in bytes: HS256's key should be at least as long as its
+/// 256-bit hash (RFC 7518, section 3.2).
+pub const MIN_KEY_BYTES: usize = 32;
 
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "session";
@@ -64,13 +69,43 @@ pub enum KeySource {
     Development,
 }
 
-/// `JWT_KEY` is unset (or empty) and the profile uses real backends.
+/// Why there is no session key to serve with.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "{JWT_KEY_VAR} is not set: a server with real backends (--bus/--store) needs a session key; \
-     set {JWT_KEY_VAR} to a secret (the development key is only used on the embedded profile)"
-)]
-pub struct MissingKey;
+pub enum KeyError {
+    /// `JWT_KEY` is unset (or empty) where the development key may not stand in.
+    #[error(
+        "{JWT_KEY_VAR} is not set, and {why}; set {JWT_KEY_VAR} to a secret of at least \
+         {MIN_KEY_BYTES} bytes (for example the output of `openssl rand -hex 32`)"
+    )]
+    Missing {
+        /// Why the development key may not be used here.
+        why: String,
+    },
+    /// `JWT_KEY` is shorter than [`MIN_KEY_BYTES`].
+    #[error(
+        "{JWT_KEY_VAR} is {length} bytes long; a session key needs at least {MIN_KEY_BYTES} \
+         bytes (for example the output of `openssl rand -hex 32`)"
+    )]
+    TooShort {
+        /// Its length in bytes.
+        length: usize,
+    },
+}
+
+/// Why a server may not fall back to the development key, if it may not: only on the
+/// embedded profile (`embedded`: no `--bus`, no `--store`) and listening on a loopback
+/// address is the public key safe, since nobody else can reach the server.
+pub fn development_key_refusal(embedded: bool, listen: std::net::SocketAddr) -> Option<String> {
+    if !embedded {
+        Some("a server with real backends (--bus/--store) needs a key of its own".to_owned())
+    } else if !listen.ip().is_loopback() {
+        Some(format!(
+            "the public development key is only used on a loopback address (--listen is {listen})"
+        ))
+    } else {
+        None
+    }
+}
 
 /// The session key: verifies and issues tokens.
 #[derive(Clone)]
@@ -100,18 +135,32 @@ impl SessionKey {
         }
     }
 
-    /// The key from `JWT_KEY`, or, when it is unset and `development_allowed`, the
-    /// development key.
-    pub fn from_env(development_allowed: bool) -> Result<(Self, KeySource), MissingKey> {
-        match std::env::var(JWT_KEY_VAR) {
-            Ok(secret) if !secret.is_empty() => {
-                Ok((Self::new(secret.as_bytes()), KeySource::Environment))
-            }
-            _ if development_allowed => Ok((
+    /// The key from `JWT_KEY`, or, when it is unset and nothing refuses it
+    /// (`development_refused`, see [`development_key_refusal`]), the development key.
+    pub fn from_env(development_refused: Option<String>) -> Result<(Self, KeySource), KeyError> {
+        let secret = std::env::var(JWT_KEY_VAR).ok();
+        Self::from_secret(secret.as_deref(), development_refused)
+    }
+
+    /// [`SessionKey::from_env`] with `JWT_KEY`'s value given: a secret of at least
+    /// [`MIN_KEY_BYTES`]; unset or empty, the development key unless `development_refused`.
+    pub fn from_secret(
+        secret: Option<&str>,
+        development_refused: Option<String>,
+    ) -> Result<(Self, KeySource), KeyError> {
+        match (
+            secret.filter(|secret| !secret.is_empty()),
+            development_refused,
+        ) {
+            (Some(secret), _) if secret.len() < MIN_KEY_BYTES => Err(KeyError::TooShort {
+                length: secret.len(),
+            }),
+            (Some(secret), _) => Ok((Self::new(secret.as_bytes()), KeySource::Environment)),
+            (None, Some(why)) => Err(KeyError::Missing { why }),
+            (None, None) => Ok((
                 Self::new(DEVELOPMENT_KEY.as_bytes()),
                 KeySource::Development,
             )),
-            _ => Err(MissingKey),
         }
     }
 
@@ -240,6 +289,37 @@ mod tests {
                 Err(ApiError::NotAuthorized)
             ));
         }
+    }
+
+    #[test]
+    fn the_development_key_stands_in_only_on_the_embedded_profile_on_loopback() {
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 3000));
+        let everywhere = std::net::SocketAddr::from(([0, 0, 0, 0], 3000));
+        let ipv6_loopback = "[::1]:3000".parse().unwrap();
+        assert_eq!(development_key_refusal(true, loopback), None);
+        assert_eq!(development_key_refusal(true, ipv6_loopback), None);
+        let refused = development_key_refusal(true, everywhere).unwrap();
+        assert!(refused.contains("0.0.0.0:3000"), "{refused}");
+        assert!(development_key_refusal(false, loopback).is_some());
+        let (_, source) = SessionKey::from_secret(None, None).unwrap();
+        assert_eq!(source, KeySource::Development);
+        let error = SessionKey::from_secret(Some(""), Some(refused)).unwrap_err();
+        assert!(matches!(error, KeyError::Missing { .. }));
+        assert!(error.to_string().contains("set JWT_KEY"), "{error}");
+    }
+
+    #[test]
+    fn keys_shorter_than_32_bytes_are_refused_even_where_the_development_key_would_do() {
+        let short = "x".repeat(MIN_KEY_BYTES - 1);
+        let error = SessionKey::from_secret(Some(&short), None).unwrap_err();
+        assert!(
+            matches!(error, KeyError::TooShort { length: 31 }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("at least 32 bytes"), "{error}");
+        let long = "x".repeat(MIN_KEY_BYTES);
+        let (_, source) = SessionKey::from_secret(Some(&long), Some("no".into())).unwrap();
+        assert_eq!(source, KeySource::Environment);
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum ApiError {
     /// The body is larger than the limit (413).
     #[error("Request body too large")]
     PayloadTooLarge,
+    /// The body is not sent as `application/json` (415).
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
     /// The store failed (500/503, generic message; the cause is logged).
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -16,6 +16,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Path, Request, State};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
@@ -26,6 +27,7 @@ use crate::id::Id;
 use crate::price::Price;
 use crate::records::{Ticket, TicketReplica, Title, UserId, Version};
 use crate::services::auth::{CurrentUser, SessionKey};
+use crate::services::ops;
 use crate::services::orders::{self, OrderView, OrdersService, ReplicaView};
 use crate::services::tickets::{self, TicketInput, TicketsService};
 use crate::services::{ApiError, FieldError};
@@ -33,6 +35,9 @@ use crate::store::{OrderBook, StoreError, VersionedStore};
 
 /// The largest request body accepted (larger is 413).
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
+
+/// The message for a body that is not sent as JSON.
+pub const UNSUPPORTED_MEDIA_TYPE: &str = "Content-Type must be application/json";
 
 /// The course's generic message for a server-side failure.
 const SOMETHING_WENT_WRONG: &str = "Something went wrong";
@@ -64,6 +69,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Store(StoreError::Backend { .. })
             | ApiError::Bus(_)
             | ApiError::TooManyConflicts { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -81,6 +87,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound => message("Not Found"),
             ApiError::BadRequest(text) => message(text),
             ApiError::PayloadTooLarge => message("Request body too large"),
+            ApiError::UnsupportedMediaType => message(UNSUPPORTED_MEDIA_TYPE),
             error => {
                 tracing::error!(%error, status = status.as_u16(), "request failed");
                 if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -94,16 +101,38 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A JSON body read whatever its `Content-Type` (the course's clients did not always send
-/// one), at most [`BODY_LIMIT_BYTES`]. An empty body is an empty object (each field then
-/// reports itself missing, as with the course's `express.json`).
+/// A JSON body, at most [`BODY_LIMIT_BYTES`], sent as `Content-Type: application/json` (415
+/// otherwise). An empty body is an empty object (each field then reports itself missing, as
+/// with the course's `express.json`), and may come without a `Content-Type`.
+///
+/// Why the type is checked: sessions ride in a cookie too, and a cross-site HTML form can
+/// post with a user's cookie but only as `application/x-www-form-urlencoded`,
+/// `multipart/form-data` or `text/plain`; a body read as JSON whatever its type would let such
+/// a form act for the user. A cross-site `application/json` request needs a CORS preflight,
+/// which this server never grants.
 #[derive(Debug)]
 pub struct JsonBody(pub Value);
+
+/// Whether `Content-Type` names JSON (`application/json`, any parameters, any case).
+fn is_json(content_type: &axum::http::HeaderValue) -> bool {
+    content_type
+        .to_str()
+        .ok()
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
+}
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let declared_json = match request.headers().get(CONTENT_TYPE) {
+            Some(content_type) if !is_json(content_type) => {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            Some(_) => true,
+            None => false,
+        };
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -116,6 +145,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(Value::Object(serde_json::Map::new())));
+        }
+        if !declared_json {
+            return Err(ApiError::UnsupportedMediaType);
         }
         serde_json::from_slice(&bytes)
             .map(Self)
@@ -195,8 +227,9 @@ impl<S: VersionedStore<Ticket> + 'static> TicketStore for S {}
 pub trait OrderStore: OrderBook + VersionedStore<TicketReplica> + 'static {}
 impl<S: OrderBook + VersionedStore<TicketReplica> + 'static> OrderStore for S {}
 
-/// The router for both services: SPEC.md's routes, a 404 in the error shape for anything
-/// else (unknown paths and unknown methods alike, as the course's catch-all did).
+/// The router for both services: SPEC.md's routes, the operator's (`/metrics`, `/healthz`,
+/// `/readyz`, in `ops`), a 404 in the error shape for anything else (unknown paths and unknown
+/// methods alike, as the course's catch-all did). Every request is counted (`ops`).
 pub fn router<TS, OS, P>(state: AppState<TS, OS, P>) -> Router
 where
     TS: TicketStore,
@@ -221,11 +254,23 @@ where
             get(show_order::<TS, OS, P>).delete(cancel_order::<TS, OS, P>),
         )
         .route("/api/replica/tickets/{id}", get(show_replica::<TS, OS, P>))
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(readyz::<TS, OS, P>))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn(ops::count_request))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// `GET /readyz`: both stores and both services' publishers (see `ops::readiness`).
+async fn readyz<TS: TicketStore, OS: OrderStore, P: Publisher>(
+    State(state): State<AppState<TS, OS, P>>,
+) -> Response {
+    let bus = state.tickets.publisher.reachable() && state.orders.publisher.reachable();
+    ops::readiness(&state.tickets.store, &state.orders.store, bus).await
 }
 
 async fn not_found() -> ApiError {

@@ -25,7 +25,9 @@ use crate::bus::{
     Bus, BusError, Delivery, ListenerOptions, MessageHandle, QueueGroup, Subscription,
 };
 use crate::events::Event;
+use crate::metrics::Settled;
 use crate::services::listener::Listener;
+use crate::services::update::counted_as;
 use crate::services::{ListenerError, Outcome};
 
 /// What one member did, counted, when it stops.
@@ -125,21 +127,28 @@ impl<S: Subscription> Member<S> {
                         () = tokio::time::sleep(ERROR_PAUSE) => {}
                     }
                 }
-                Some(Ok(delivery)) => match Event::decode(delivery.subject(), delivery.payload()) {
-                    Ok(event) => {
-                        report.handled += 1;
-                        let listener = Arc::clone(&listener);
-                        let queue_group = options.queue_group.clone();
-                        handlers.spawn(async move {
-                            let outcome = listener.handle(&event, &delivery).await;
-                            log_outcome(&queue_group, &event, &delivery, outcome);
-                        });
+                Some(Ok(delivery)) => {
+                    crate::metrics::delivery(&options.queue_group, delivery.delivery_count());
+                    let delivery = Counted {
+                        delivery,
+                        queue_group: options.queue_group.clone(),
+                    };
+                    match Event::decode(delivery.delivery.subject(), delivery.delivery.payload()) {
+                        Ok(event) => {
+                            report.handled += 1;
+                            let listener = Arc::clone(&listener);
+                            let queue_group = options.queue_group.clone();
+                            handlers.spawn(counted_as(queue_group.clone(), async move {
+                                let outcome = listener.handle(&event, &delivery).await;
+                                log_outcome(&queue_group, &event, &delivery, outcome);
+                            }));
+                        }
+                        Err(error) => {
+                            report.malformed += 1;
+                            terminate_malformed(&options, &delivery, &error.to_string()).await;
+                        }
                     }
-                    Err(error) => {
-                        report.malformed += 1;
-                        terminate_malformed(&options, &delivery, &error.to_string()).await;
-                    }
-                },
+                }
             }
         }
         // Stop pulling (done: the loop is left), let the running handlers settle, then leave.
@@ -194,7 +203,52 @@ fn count_panic(
     }
 }
 
-async fn terminate_malformed<D: Delivery>(options: &ListenerOptions, delivery: &D, error: &str) {
+/// A delivery whose settling is counted under its queue group ([`crate::metrics::settled`]):
+/// what the listener acknowledges, naks or terminates through.
+struct Counted<D> {
+    delivery: D,
+    queue_group: QueueGroup,
+}
+
+impl<D: Delivery> Counted<D> {
+    fn stream_seq(&self) -> u64 {
+        self.delivery.stream_seq()
+    }
+
+    fn subject(&self) -> &str {
+        self.delivery.subject()
+    }
+}
+
+impl<D: Delivery> MessageHandle for Counted<D> {
+    fn delivery_count(&self) -> u32 {
+        self.delivery.delivery_count()
+    }
+
+    async fn ack(&self) -> Result<(), BusError> {
+        self.delivery.ack().await?;
+        crate::metrics::settled(&self.queue_group, Settled::Ack);
+        Ok(())
+    }
+
+    async fn nak(&self, delay: Duration) -> Result<(), BusError> {
+        self.delivery.nak(delay).await?;
+        crate::metrics::settled(&self.queue_group, Settled::Nak);
+        Ok(())
+    }
+
+    async fn term(&self, reason: &str) -> Result<(), BusError> {
+        self.delivery.term(reason).await?;
+        crate::metrics::settled(&self.queue_group, Settled::Term);
+        Ok(())
+    }
+}
+
+async fn terminate_malformed<D: Delivery>(
+    options: &ListenerOptions,
+    delivery: &Counted<D>,
+    error: &str,
+) {
     let reason = format!("malformed event: {error}");
     tracing::warn!(
         queue_group = %options.queue_group,

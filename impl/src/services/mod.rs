@@ -22,7 +22,9 @@
 //! - `update`: read, decide, save, and re-read on a version conflict (the one attempts loop).
 //! - [`error`]: [`ApiError`], the one error type of the HTTP operations, and [`ListenerError`].
 //! - [`auth`]: JWT sessions.
-//! - [`http`]: the router, the error shape, body extraction.
+//! - [`http`]: the router, the error shape, body extraction (JSON only: 415 otherwise).
+//! - `ops`: what an operator watches: `/metrics`, `/healthz`, `/readyz`, and the layer that
+//!   counts requests.
 //! - [`outcome`]: what a listener decided about a delivery, and the one place that settles it.
 //! - [`relay`]: the outbox relay.
 //! - [`supervisor`]: both services' queue-group members and relays, each started, stopped
@@ -47,6 +49,7 @@ pub mod fakes;
 pub mod http;
 pub mod listener;
 pub mod member;
+pub(crate) mod ops;
 pub mod orders;
 pub mod outcome;
 pub mod relay;
@@ -143,6 +146,9 @@ pub struct ServiceConfig {
     pub variant: Variant,
     /// How long a new order holds its ticket (15 minutes by default, as in the course).
     pub order_expiry: Duration,
+    /// Time between two sweeps of the orders service's expiry (1 s by default): how late
+    /// after its `expiresAt` an order may still be cancelled, plus the sweep's own time.
+    pub expiry_sweep: Duration,
     /// How a listener that finds a gap (or a failing backend) delays the redelivery.
     pub gap_backoff: Backoff,
     /// How many times one request or delivery re-reads after a version conflict before it
@@ -156,6 +162,7 @@ impl ServiceConfig {
         Self {
             variant,
             order_expiry: Duration::from_secs(15 * 60),
+            expiry_sweep: Duration::from_secs(1),
             gap_backoff: Backoff::GAP,
             conflict_attempts: 100,
         }

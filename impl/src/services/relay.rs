@@ -5,12 +5,12 @@
 //! publishes the same entries again after a restart, and the broker drops them by publish id;
 //! nothing written with a record change is ever lost.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusError, Publisher};
-use crate::store::{Outbox, StoreError};
+use crate::store::{Outbox, OutboxEntry, StoreError};
 
 /// How a relay runs.
 #[derive(Clone, Copy, Debug)]
@@ -59,7 +59,22 @@ where
     O: Outbox,
     P: Publisher,
 {
+    relay_observed(outbox, publisher, limit, &mut |_| {}).await
+}
+
+/// [`relay_batch`], showing `observe` what each read of the outbox found.
+async fn relay_observed<O, P>(
+    outbox: &O,
+    publisher: &P,
+    limit: usize,
+    observe: &mut (dyn FnMut(&[OutboxEntry]) + Send),
+) -> Result<usize, RelayError>
+where
+    O: Outbox,
+    P: Publisher,
+{
     let pending = outbox.pending(limit).await?;
+    observe(&pending);
     let mut published = Vec::with_capacity(pending.len());
     let mut failure = None;
     for entry in &pending {
@@ -101,16 +116,21 @@ pub async fn run_relay<O, P>(
 {
     let batch = config.batch.max(1);
     let mut retry_delay = config.retry_initial;
+    let mut watch = Lag::default();
     loop {
         // Register interest before reading, so a write after the read still wakes us.
         let written = outbox.outbox_written();
         tokio::pin!(written);
-        match relay_batch(outbox, publisher, batch).await {
+        let mut observe = |pending: &[OutboxEntry]| watch.observe(service, pending);
+        match relay_observed(outbox, publisher, batch, &mut observe).await {
             Ok(count) => {
+                crate::metrics::outbox_published(service, count);
                 retry_delay = config.retry_initial;
                 if count == batch {
                     continue;
                 }
+                // Everything read was published: nothing waits until the next write.
+                watch.drained(service);
                 tokio::select! {
                     () = &mut written => {}
                     () = shutdown.cancelled() => break,
@@ -127,6 +147,33 @@ pub async fn run_relay<O, P>(
         }
     }
     flush(service, outbox, publisher, batch, config.flush_timeout).await;
+}
+
+/// The oldest pending entry a relay has seen and since when: the relay's lag, for
+/// [`crate::metrics::outbox_read`].
+#[derive(Default)]
+struct Lag {
+    oldest: Option<(u64, Instant)>,
+}
+
+impl Lag {
+    fn observe(&mut self, service: &'static str, pending: &[OutboxEntry]) {
+        let now = Instant::now();
+        self.oldest = match (pending.first(), self.oldest) {
+            (None, _) => None,
+            (Some(first), Some((seq, since))) if first.seq == seq => Some((seq, since)),
+            (Some(first), _) => Some((first.seq, now)),
+        };
+        let waiting = self
+            .oldest
+            .map_or(Duration::ZERO, |(_, since)| now.duration_since(since));
+        crate::metrics::outbox_read(service, pending.len(), waiting);
+    }
+
+    fn drained(&mut self, service: &'static str) {
+        self.oldest = None;
+        crate::metrics::outbox_read(service, 0, Duration::ZERO);
+    }
 }
 
 async fn flush<O: Outbox, P: Publisher>(

@@ -1,15 +1,16 @@
-//! The supervisor: every queue-group member and outbox relay of both services, on any store and
-//! bus backends, each a task of its own that can be started, stopped gracefully or crashed
-//! (aborted) one at a time, or all at once. `ticketing serve` runs it behind its HTTP server
-//! (`app::serve`); the soak runs the same supervisor on PostgreSQL and JetStream, with
-//! [`DeliveryHooks`] around every delivery for its fault injection and a counting publisher
-//! inside the services, so what the soak checks is the assembly `serve` runs.
+//! The supervisor: every queue-group member and outbox relay of both services, and the orders
+//! service's expiry, on any store and bus backends, each a task of its own that can be started,
+//! stopped gracefully or crashed (aborted) one at a time, or all at once. `ticketing serve`
+//! runs it behind its HTTP server (`app::serve`); the soak runs the same supervisor on
+//! PostgreSQL and JetStream, with [`DeliveryHooks`] around every delivery for its fault
+//! injection and a counting publisher inside the services, so what the soak checks is the
+//! assembly `serve` runs.
 //!
 //! The invariant: every task it starts is tracked until it is stopped or crashed. A graceful
 //! stop lets a member finish (and settle) the deliveries it is handling and a relay flush its
 //! outbox, within `graceful_stop_timeout` if one is set (past it, the task is aborted, as a
-//! crash). [`Supervisor::stop_all`] stops every member before any relay, so the relays flush
-//! what the last deliveries wrote. A crash loses nothing acknowledged: what a member held is
+//! crash). [`Supervisor::stop_all`] stops every member and the orders service's expiry before
+//! any relay, so the relays flush what the last deliveries and expiries wrote. A crash loses nothing acknowledged: what a member held is
 //! redelivered after the ack wait, what a relay did not mark is published again (and dropped by
 //! the broker by its publish id).
 
@@ -25,6 +26,7 @@ use crate::events::{Event, Subject};
 use crate::services::http::{OrderStore, TicketStore};
 use crate::services::listener::Listener;
 use crate::services::member::{self, Member};
+use crate::services::orders::expiry::run_expiry;
 use crate::services::orders::{self, OrdersService};
 use crate::services::relay::{RelayConfig, run_relay};
 use crate::services::tickets::{self, TicketsService};
@@ -236,6 +238,8 @@ pub struct Supervisor<TS, OS, P, B, H: DeliveryHooks = NoHooks> {
     groups: [Group<B, H::Member>; 2],
     /// By [`Service::index`]; `None` while stopped.
     relays: [Option<Task>; 2],
+    /// The orders service's expiry; `None` while stopped.
+    expiry: Option<Task>,
 }
 
 impl<TS, OS, P, B, H: DeliveryHooks> std::fmt::Debug for Supervisor<TS, OS, P, B, H> {
@@ -279,6 +283,7 @@ where
             options,
             hooks,
             relays: [None, None],
+            expiry: None,
         }
     }
 
@@ -331,6 +336,7 @@ where
         for service in Service::ALL {
             self.start_relay(service);
         }
+        self.start_expiry();
         for (service, members) in Service::ALL.into_iter().zip(joined) {
             for member in members {
                 self.run_member(service, member);
@@ -353,6 +359,9 @@ where
         }
         for member in members {
             member.task.join(within).await;
+        }
+        if let Some(expiry) = self.expiry.take() {
+            expiry.stop(within).await;
         }
         let relays: Vec<_> = self.relays.iter_mut().filter_map(Option::take).collect();
         for relay in &relays {
@@ -428,6 +437,19 @@ where
             }
             None => false,
         }
+    }
+
+    /// Starts the orders service's expiry (left as it is if it runs already).
+    pub fn start_expiry(&mut self) {
+        if self.expiry.is_some() {
+            return;
+        }
+        let stop = CancellationToken::new();
+        let orders = Arc::clone(&self.orders);
+        let token = stop.clone();
+        self.expiry = Some(Task::spawn("order expiry", stop, async move {
+            run_expiry(&orders, token).await;
+        }));
     }
 
     /// Joins `service`'s queue group as one more member, not yet running.

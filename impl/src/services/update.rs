@@ -16,8 +16,28 @@
 
 use std::future::Future;
 
+use crate::bus::QueueGroup;
 use crate::store::StoreError;
 use crate::variant::Variant;
+
+tokio::task_local! {
+    /// Who is running the read-decide-save (a queue group's delivery, the expiry): the
+    /// `origin` its version conflicts are counted under; unset on HTTP requests.
+    static ORIGIN: QueueGroup;
+}
+
+/// Runs `work` with its version conflicts counted under `origin` (see
+/// [`crate::metrics::version_conflict`]).
+pub(crate) async fn counted_as<F: Future>(origin: QueueGroup, work: F) -> F::Output {
+    ORIGIN.scope(origin, work).await
+}
+
+fn count_conflict() {
+    let counted = ORIGIN.try_with(|origin| crate::metrics::version_conflict(origin));
+    if counted.is_err() {
+        crate::metrics::version_conflict(crate::metrics::ORIGIN_HTTP);
+    }
+}
 
 /// What a read decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,15 +111,18 @@ where
         };
         match write(change).await {
             Ok(written) => return Ended::Written(written),
-            Err(error) if error.is_conflict() => match on_conflict {
-                OnConflict::Reread => continue,
-                OnConflict::Fail => {
-                    return Ended::Conflicted {
-                        attempts: attempt,
-                        on_conflict,
-                    };
+            Err(error) if error.is_conflict() => {
+                count_conflict();
+                match on_conflict {
+                    OnConflict::Reread => continue,
+                    OnConflict::Fail => {
+                        return Ended::Conflicted {
+                            attempts: attempt,
+                            on_conflict,
+                        };
+                    }
                 }
-            },
+            }
             Err(error) => return Ended::Failed(error),
         }
     }

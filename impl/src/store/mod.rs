@@ -28,7 +28,7 @@ use std::future::Future;
 use crate::events::{Event, OrderCancelled, OrderCreated};
 use crate::id::Id;
 use crate::price::Price;
-use crate::records::{Order, Record, Reservation, UserId, Version};
+use crate::records::{Order, OrderStatus, Record, Reservation, Timestamp, UserId, Version};
 
 pub mod mem;
 // PostgreSQL needs the network, which the loom build leaves out (see Cargo.toml).
@@ -197,6 +197,26 @@ pub trait OrderBook: VersionedStore<Order> {
         &self,
         ticket_id: Id,
     ) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
+
+    /// Up to `limit` orders still `created` whose `expiresAt` is at or before `now`, soonest
+    /// due first: what the orders service's expiry cancels. The default reads every order (a
+    /// backend with an index answers it directly).
+    fn due_orders(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Order>, StoreError>> + Send {
+        async move {
+            let mut due: Vec<Order> = VersionedStore::<Order>::list(self, Listing::All)
+                .await?
+                .into_iter()
+                .filter(|order| order.status == OrderStatus::Created && order.expires_at <= now)
+                .collect();
+            due.sort_by_key(|order| (order.expires_at, order.id));
+            due.truncate(limit);
+            Ok(due)
+        }
+    }
 }
 
 /// An event written to the outbox with its record change, waiting to be published.

@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 /// How long replicas get to converge before the test fails.
 pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(90);
 
+pub mod processes;
+
 /// A client of a running application.
 pub struct Client {
     pub base: String,

@@ -284,13 +284,15 @@ impl BrokerCore {
         g.ready.remove(&seq);
         g.dead.insert(seq);
         g.compact();
-        self.dead_letters.push(DeadLetter {
+        let dead = DeadLetter {
             queue_group: Arc::clone(&g.name),
             subject: self.subjects[stored.subject as usize].to_string(),
             stream_seq: seq,
             payload: stored.payload.to_vec(),
             reason,
-        });
+        };
+        dead.reason.count(&dead.queue_group);
+        self.dead_letters.push(dead);
     }
 
     /// Where message `seq` stands with `group`; `None` if there is no such message or group,

@@ -25,6 +25,7 @@ pub(super) struct DeadLetters(Arc<Mutex<Vec<DeadLetter>>>);
 impl DeadLetters {
     /// Appends a dead letter.
     pub(super) fn record(&self, dead: DeadLetter) {
+        dead.reason.count(&dead.queue_group);
         self.0.lock().push(dead);
     }
 

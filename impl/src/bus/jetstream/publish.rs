@@ -92,6 +92,10 @@ impl Publisher for JetStreamBus {
         self.publish_bytes(event.subject().as_str(), payload, publish_id)
             .await
     }
+
+    fn reachable(&self) -> bool {
+        self.inner.client.connection_state() == async_nats::connection::State::Connected
+    }
 }
 
 impl RawPublisher for JetStreamBus {

@@ -20,6 +20,7 @@ use crate::services::update::{Decided, Ended, OnConflict, read_decide_save};
 use crate::services::{ApiError, FieldError, ServiceConfig, publish_after_save};
 use crate::store::{Listing, OrderBook, ReservationCheck, StoreError, VersionedStore};
 
+pub mod expiry;
 pub mod listeners;
 
 /// The orders service's queue group.
@@ -248,14 +249,45 @@ where
     S: OrderBook,
     P: Publisher,
 {
+    let decide = |found: Option<Order>| match owned_by(found, user) {
+        Ok(order) if order.status == OrderStatus::Cancelled => Decided::Done(Ok(order)),
+        Ok(order) => Decided::Write(order),
+        Err(error) => Decided::Done(Err(error)),
+    };
+    match cancel_if(service, id, decide).await? {
+        Cancel::Cancelled(order) => Ok(order),
+        Cancel::Kept(kept) => kept,
+    }
+}
+
+/// What [`cancel_if`] came to.
+pub(crate) enum Cancel<T> {
+    /// The order was cancelled now (its event written, or published on `no-outbox`).
+    Cancelled(Order),
+    /// The decision kept the order as it was, with this answer.
+    Kept(T),
+}
+
+/// The one cancel path, the buyer's and the expiry's: reads order `id`, lets `decide` choose
+/// (cancel the order as read, or keep it with an answer), and cancels through the order book
+/// (`order:cancelled` with its reservation number, through the outbox). A version conflict
+/// (another cancel, or any write, got there first) reads and decides again, so of two racing
+/// cancels exactly one writes.
+pub(crate) async fn cancel_if<S, P, T>(
+    service: &OrdersService<S, P>,
+    id: Id,
+    decide: impl Fn(Option<Order>) -> Decided<Order, T> + Sync,
+) -> Result<Cancel<T>, ApiError>
+where
+    S: OrderBook,
+    P: Publisher,
+    T: Send,
+{
     let outboxed = service.config.variant.uses_outbox();
+    let decide = &decide;
     let read_and_decide = || async move {
         let found = VersionedStore::<Order>::find_by_id(&service.store, id).await?;
-        Ok(match owned_by(found, user) {
-            Ok(order) if order.status == OrderStatus::Cancelled => Decided::Done(Ok(order)),
-            Ok(order) => Decided::Write(order),
-            Err(error) => Decided::Done(Err(error)),
-        })
+        Ok(decide(found))
     };
     let cancel = |order: Order| service.store.cancel(order, outboxed);
     let attempts = service.config.conflict_attempts;
@@ -268,9 +300,9 @@ where
                 )
                 .await?;
             }
-            Ok(cancelled)
+            Ok(Cancel::Cancelled(cancelled))
         }
-        Ended::Decided(done) => done,
+        Ended::Decided(kept) => Ok(Cancel::Kept(kept)),
         Ended::Failed(error) => Err(error.into()),
         Ended::Conflicted { attempts, .. } => {
             tracing::error!(%id, attempts, "order cancel gave up after version conflicts");

@@ -15,15 +15,15 @@ use super::PgStore;
 use super::errors::{Doing, PgError, WriteError};
 use super::records::Write;
 use super::sql::{
-    ACTIVE_ORDER, ACTIVE_ORDER_ID, COUNT_RESERVATION_CHANGE, INSERT_ORDER_UNLESS_RESERVED, ORDERS,
-    RESERVATION_COUNT,
+    ACTIVE_ORDER, ACTIVE_ORDER_ID, COUNT_RESERVATION_CHANGE, DUE_ORDERS,
+    INSERT_ORDER_UNLESS_RESERVED, ORDERS, RESERVATION_COUNT,
 };
 use super::tables::PgRecord;
 use super::values::to_u64;
 use crate::events::{Event, OrderCancelled, OrderCreated};
 use crate::id::Id;
 use crate::price::Price;
-use crate::records::{Order, OrderStatus, Record, Reservation};
+use crate::records::{Order, OrderStatus, Record, Reservation, Timestamp};
 use crate::store::{OrderBook, ReservationCheck, StoreError};
 
 impl OrderBook for PgStore {
@@ -53,6 +53,17 @@ impl OrderBook for PgStore {
         let order = &order;
         self.until_settled(doing, || self.try_cancel(order, outbox))
             .await
+    }
+
+    async fn due_orders(&self, now: Timestamp, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let doing = Doing::all("find the due", "orders");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(doing, DUE_ORDERS, &[&now.unix_millis(), &limit])
+            .await?;
+        rows.iter()
+            .map(|row| Order::from_row(row).map_err(|why| self.corrupt(doing, why)))
+            .collect()
     }
 
     async fn reservation_count(&self, ticket_id: Id) -> Result<Reservation, StoreError> {

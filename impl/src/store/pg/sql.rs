@@ -189,6 +189,15 @@ pub(super) const LIST_ORDERS_BY_USER: &str = concat!(
     " FROM orders WHERE user_id = $1"
 );
 
+/// Up to `$2` orders still `created` that expire at or before `$1` (Unix milliseconds),
+/// soonest first.
+pub(super) const DUE_ORDERS: &str = concat!(
+    "SELECT ",
+    order_columns!(),
+    " FROM orders WHERE status = 'created' AND expires_at_ms <= $1",
+    " ORDER BY expires_at_ms, id LIMIT $2"
+);
+
 /// The partial unique index that allows one active order per ticket (`0002_orders.sql`).
 pub(super) const ONE_ACTIVE_ORDER_PER_TICKET: &str = "orders_one_active_per_ticket";
 
