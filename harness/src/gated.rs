@@ -201,7 +201,8 @@ where
             })
             .await;
         let before = R::stored(&self.inner, id);
-        let replaced = VersionedStore::<R>::replace_if_current(&self.inner, record, read_version).await;
+        let replaced =
+            VersionedStore::<R>::replace_if_current(&self.inner, record, read_version).await;
         if let Ok(after) = &replaced {
             self.journal_write(before, after);
         }

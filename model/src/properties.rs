@@ -437,10 +437,13 @@ fn store_holds(state: &State, event: Event) -> bool {
             ticket,
             reservation,
             ..
-        } => state.tickets.get(usize::from(ticket)).is_some_and(|primary| {
-            // A design without the numbers never stores one: its count stays 0.
-            primary.reservation >= reservation || primary.reservation == 0
-        }),
+        } => state
+            .tickets
+            .get(usize::from(ticket))
+            .is_some_and(|primary| {
+                // A design without the numbers never stores one: its count stays 0.
+                primary.reservation >= reservation || primary.reservation == 0
+            }),
     }
 }
 

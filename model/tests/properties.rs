@@ -50,7 +50,11 @@ const VIOLATED: [(Variant, u8, &[Prop]); 11] = [
         1,
         &[VersionMonotonicity, AckedMeansApplied, PricesConverge],
     ),
-    (Variant::NoReservePublish, 1, &[PricesConverge, NothingStuck]),
+    (
+        Variant::NoReservePublish,
+        1,
+        &[PricesConverge, NothingStuck],
+    ),
     (Variant::EditReserved, 1, &[ReservedTicketsFrozen]),
     (
         Variant::AckBeforeSave,
@@ -101,7 +105,11 @@ fn each_variant_violates_exactly_its_pinned_properties_and_what_spec_requires() 
                 found.contains(prop) || (variant == Variant::Course && *prop == SingleReservation)
             })
         });
-        assert!(met, "{variant}: {} but found {found:?}", required.describe());
+        assert!(
+            met,
+            "{variant}: {} but found {found:?}",
+            required.describe()
+        );
     }
 }
 

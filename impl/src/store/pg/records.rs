@@ -103,7 +103,8 @@ impl PgStore {
         self.until_settled(doing, || async move {
             let client = self.client(doing).await?;
             let mut values = read.values().map_err(|why| self.corrupt(doing, why))?;
-            let version = to_i64(record.version(), "version").map_err(|why| self.corrupt(doing, why))?;
+            let version =
+                to_i64(record.version(), "version").map_err(|why| self.corrupt(doing, why))?;
             values.push(Value::Bigint(version));
             let sql = WriteSql {
                 alone: R::SQL.replace,
