@@ -21,7 +21,10 @@ use stateright::Model;
 /// --duplicates 1 --no-symmetry --strategy dfs`). The others, outbox designs included, get
 /// one duplicate delivery (SPEC.md section 3).
 pub fn small(variant: Variant) -> Config {
-    let duplicates = u8::from(!matches!(variant, Variant::Course | Variant::CourseListener));
+    let duplicates = u8::from(!matches!(
+        variant,
+        Variant::Course | Variant::CourseListener
+    ));
     Config {
         members: 1,
         updates: 1,
