@@ -39,8 +39,7 @@ pub enum Prop {
     SingleReservation,
     /// 4. While a ticket's order names an order, its price does not change.
     ReservedTicketsFrozen,
-    /// 5. An acknowledged event's effect is in the store now (or a later version of its
-    /// record).
+    /// 5. An acknowledged event's effect is in the store now (or a later version of it).
     AckedMeansApplied,
     /// 6. Quiescent: every replica equals its primary.
     PricesConverge,
