@@ -18,7 +18,7 @@ use ticketing::bus::{BusError, MessageHandle, PublishAck, Publisher};
 use ticketing::events::{Event, OrderCancelled, OrderCreated};
 use ticketing::id::Id;
 use ticketing::price::Price;
-use ticketing::records::{Order, Record, Reservation, Ticket, TicketReplica};
+use ticketing::records::{Order, Record, Reservation, Ticket, TicketReplica, Version};
 use ticketing::store::{
     Listing, MemStore, OrderBook, ReservationCheck, StoreError, VersionedStore,
 };
@@ -188,6 +188,25 @@ where
             self.journal_write(before, after);
         }
         saved
+    }
+
+    async fn replace_if_current(&self, record: R, read_version: Version) -> Result<R, StoreError> {
+        let id = record.id();
+        // The model's save step: the same gate operation as a save read at `read_version`.
+        self.gate
+            .pass(Op::Save {
+                kind: R::KIND,
+                id,
+                read_version,
+            })
+            .await;
+        let before = R::stored(&self.inner, id);
+        let replaced =
+            VersionedStore::<R>::replace_if_current(&self.inner, record, read_version).await;
+        if let Ok(after) = &replaced {
+            self.journal_write(before, after);
+        }
+        replaced
     }
 
     async fn list(&self, listing: Listing) -> Result<Vec<R>, StoreError> {

@@ -70,7 +70,8 @@ struct Bounds {
     /// Spurious ack-wait expiries.
     #[arg(long)]
     redeliveries: Option<u8>,
-    /// Publisher retries of published events.
+    /// Duplicate deliveries of published events (a publisher's retry, or a relay's republish
+    /// after the dedup window: every design, outbox included).
     #[arg(long)]
     duplicates: Option<u8>,
     /// Deliveries before a message is dead-lettered [default: 1 + crashes + redeliveries].

@@ -466,7 +466,8 @@ impl World {
             return refuse(format!("the stream has no message {message}"));
         };
         let (subject, payload) = (stored.subject.to_owned(), stored.payload.clone());
-        // The publisher retries without a publish id: the broker stores it again.
+        // Published again without a publish id (a publisher's retry, or a relay's republish
+        // after the broker's dedup window): the broker stores it again.
         core.publish(&subject, payload, None);
         Ok(())
     }

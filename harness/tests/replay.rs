@@ -35,7 +35,7 @@ fn a_counterexample_from_json_is_violated_on_the_implementation() {
     let json = serde_json::to_string_pretty(&trace).unwrap();
     let back: Trace = serde_json::from_str(&json).unwrap();
     let replayed = replay_trace(&back, false).unwrap();
-    assert_eq!(replayed.violation, Some((Prop::ReplicaFidelity, true)));
+    assert_eq!(replayed.violation, Some((Prop::VersionMonotonicity, true)));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ticketing::events::{Event, TicketCreated, TicketUpdated};
 use ticketing::id::Id;
 use ticketing::price::Price;
-use ticketing::records::{Record, TicketReplica, UserId};
+use ticketing::records::{Record, TicketReplica, UserId, Version};
 use ticketing::services::fakes::{RecordingHandle, RecordingPublisher, Settlement};
 use ticketing::services::orders::OrdersService;
 use ticketing::services::orders::listeners::{on_ticket_created, on_ticket_updated};
@@ -57,6 +57,13 @@ where
             rival(&self.inner);
         }
         self.inner.save(record, event).await
+    }
+    async fn replace_if_current(&self, record: R, read_version: Version) -> Result<R, StoreError> {
+        let rival = self.rival.lock().unwrap().take();
+        if let Some(rival) = rival {
+            rival(&self.inner);
+        }
+        self.inner.replace_if_current(record, read_version).await
     }
     async fn list(&self, listing: Listing) -> Result<Vec<R>, StoreError> {
         self.inner.list(listing).await
@@ -249,23 +256,54 @@ async fn a_duplicate_creation_is_acked_by_the_reference_and_never_by_the_course_
 }
 
 #[tokio::test]
-async fn naive_version_applies_out_of_order_and_counts_its_own_saves() {
+async fn naive_version_applies_out_of_order_and_stores_each_events_version() {
     let id = Id::new();
     let store = store_with_replica(id, 0);
     let orders = service(store.clone(), Variant::NaiveVersion);
     let message = RecordingHandle::new(1);
-    // Version 2 arrives before version 1: applied anyway, and the replica says version 1.
+    // Version 2 arrives before version 1: applied anyway, at the event's version.
     let outcome = on_ticket_updated(&orders, &updated(id, 2, 2000), &message)
         .await
         .unwrap();
     assert_eq!(outcome, Outcome::Applied);
+    let applied = replica(&store, id).unwrap();
+    assert_eq!((applied.price, applied.version), (price(2000), 2));
     let stale = on_ticket_updated(&orders, &updated(id, 1, 1500), &RecordingHandle::new(1))
         .await
         .unwrap();
     assert_eq!(stale, Outcome::Applied);
     let replica = replica(&store, id).unwrap();
-    // The price regressed to version 1's: the flaw this variant exists to show.
-    assert_eq!((replica.price, replica.version), (price(1500), 2));
+    // Back to version 1 and its price: the version regression this variant exists to show.
+    assert_eq!((replica.price, replica.version), (price(1500), 1));
+}
+
+#[tokio::test]
+async fn naive_version_waits_for_a_missing_replica_as_the_reference_does() {
+    for variant in [Variant::Reference, Variant::NaiveVersion] {
+        let orders = service(MemStore::new(), variant);
+        let message = RecordingHandle::new(1);
+        let outcome = on_ticket_updated(&orders, &updated(Id::new(), 1, 1500), &message)
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, Outcome::Waiting { .. }),
+            "{variant}: {outcome:?}"
+        );
+        assert!(!message.acked(), "{variant}");
+    }
+}
+
+#[tokio::test]
+async fn the_reference_stores_the_events_version_not_its_own_count() {
+    let id = Id::new();
+    let store = store_with_replica(id, 0);
+    let orders = service(store.clone(), Variant::Reference);
+    let message = RecordingHandle::new(1);
+    let outcome = on_ticket_updated(&orders, &updated(id, 1, 1500), &message)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Applied);
+    assert_eq!(replica(&store, id).unwrap().version, 1);
 }
 
 #[tokio::test]
@@ -343,6 +381,13 @@ impl VersionedStore<TicketReplica> for DownStore {
         Err(down())
     }
     async fn save(&self, _: TicketReplica, _: Option<Event>) -> Result<TicketReplica, StoreError> {
+        Err(down())
+    }
+    async fn replace_if_current(
+        &self,
+        _: TicketReplica,
+        _: Version,
+    ) -> Result<TicketReplica, StoreError> {
         Err(down())
     }
     async fn list(&self, _: Listing) -> Result<Vec<TicketReplica>, StoreError> {

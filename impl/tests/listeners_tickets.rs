@@ -12,7 +12,7 @@ use ticketing::events::{
 };
 use ticketing::id::Id;
 use ticketing::price::Price;
-use ticketing::records::{OrderStatus, Record, Ticket, Timestamp, UserId};
+use ticketing::records::{OrderStatus, Record, Ticket, Timestamp, UserId, Version};
 use ticketing::services::fakes::{RecordingHandle, RecordingPublisher, Settlement};
 use ticketing::services::tickets::TicketsService;
 use ticketing::services::tickets::listeners::{on_order_cancelled, on_order_created};
@@ -45,6 +45,9 @@ where
             rival(&self.inner);
         }
         self.inner.save(record, event).await
+    }
+    async fn replace_if_current(&self, record: R, read_version: Version) -> Result<R, StoreError> {
+        self.inner.replace_if_current(record, read_version).await
     }
     async fn list(&self, listing: Listing) -> Result<Vec<R>, StoreError> {
         self.inner.list(listing).await

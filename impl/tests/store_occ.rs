@@ -1,12 +1,13 @@
 //! The course's two optimistic-concurrency tests (`ticket.test.ts`: "implements optimistic
 //! concurrency control" and "increments the version number on multiple saves"), run
-//! unchanged against every backend: MemStore and PgStore.
+//! unchanged against every backend: MemStore and PgStore; and the replica's write
+//! (`replace_if_current`: conditional on the version read, storing the event's version).
 #![cfg(not(loom))]
 
 mod store_support;
 
-use store_support::{order, pg_store, price, ticket};
-use ticketing::records::{Order, Ticket};
+use store_support::{order, pg_store, price, replica, ticket};
+use ticketing::records::{Order, Ticket, TicketReplica};
 use ticketing::store::{MemStore, OrderBook, ReservationCheck, StoreError, VersionedStore};
 
 /// Fetch a ticket twice, change each copy, save both: the first save wins, the second fails
@@ -71,6 +72,57 @@ where
         .unwrap()
         .unwrap();
     assert_eq!(stored, cancelled);
+}
+
+/// A replica's write stores the version it carries (the event's, here v2 over v0, and then
+/// v1 over v2: it can go down, which only a design without the version check asks for), only
+/// if the stored version is still the one read; otherwise a conflict that changes nothing,
+/// and a missing replica is not found.
+async fn a_replica_write_stores_the_events_version_if_current(
+    store: &impl VersionedStore<TicketReplica>,
+) {
+    let inserted = store.insert(replica(4, 500, 0), None).await.unwrap();
+    let v2 = TicketReplica {
+        price: price(700),
+        version: 2,
+        ..inserted.clone()
+    };
+    let written = store.replace_if_current(v2.clone(), 0).await.unwrap();
+    assert_eq!(written, v2);
+    let stale = TicketReplica {
+        price: price(600),
+        version: 1,
+        ..inserted.clone()
+    };
+    match store.replace_if_current(stale.clone(), 0).await {
+        Err(StoreError::VersionConflict {
+            expected, found, ..
+        }) => assert_eq!((expected, found), (0, 2)),
+        other => panic!("a write read at v0 over v2 gave {other:?}"),
+    }
+    assert_eq!(store.find_by_id(inserted.id).await.unwrap(), Some(v2));
+    let lowered = store.replace_if_current(stale.clone(), 2).await.unwrap();
+    assert_eq!(lowered.version, 1);
+    assert_eq!(store.find_by_id(inserted.id).await.unwrap(), Some(stale));
+    let missing = replica(5, 500, 1);
+    assert!(matches!(
+        store.replace_if_current(missing, 0).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn memstore_a_replica_write_stores_the_events_version_if_current() {
+    a_replica_write_stores_the_events_version_if_current(&MemStore::new()).await;
+}
+
+#[tokio::test]
+async fn pgstore_a_replica_write_stores_the_events_version_if_current() {
+    let test = "pgstore_a_replica_write_stores_the_events_version_if_current";
+    let Some((store, _database)) = pg_store(test, "orders").await else {
+        return;
+    };
+    a_replica_write_stores_the_events_version_if_current(&store).await;
 }
 
 #[tokio::test]

@@ -113,8 +113,8 @@ pub enum Action {
         /// The message.
         message: MessageIx,
     },
-    /// A publisher retries an event it already published (without publish ids the broker
-    /// stores it again).
+    /// An event already published is delivered again as a new message: a publisher's retry
+    /// without publish ids, or a relay's republish after the broker's dedup window.
     DuplicatePublish {
         /// The message republished.
         message: MessageIx,

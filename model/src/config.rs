@@ -158,8 +158,10 @@ pub struct Config {
     pub crashes: u8,
     /// Spurious ack-wait expiries: an ack arriving later than `ack_wait`.
     pub redeliveries: u8,
-    /// Publisher retries of an already-published event (deduplicated where publish ids
-    /// exist, so only the variants without an outbox can use them).
+    /// Duplicate deliveries of an already-published event as a new message: a publisher's
+    /// retry without publish ids, or, with the outbox, a relay republishing after the broker's
+    /// dedup window (or a broker redelivering a settled message). Every design, the
+    /// reference included (SPEC.md section 3).
     pub duplicates: u8,
     /// Deliveries of one message before it is dead-lettered.
     pub max_deliver: u8,

@@ -4,18 +4,20 @@
 //! and did not stop early; a liveness counterexample is reported completed to the quiescent
 //! state where it is judged.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use stateright::{Checker, HasDiscoveries, Model, Path, UniformChooser};
+use stateright::{Checker, CheckerVisitor, HasDiscoveries, Model, Path, UniformChooser};
 
 use crate::action::Action;
 use crate::config::Config;
 use crate::properties::{Prop, must_violate};
 use crate::state::State;
 use crate::system::TicketingModel;
-use crate::trace::complete_to_quiescence;
+use crate::trace::{complete_to_quiescence, cut_at_first_violation};
 
 /// How the state space is explored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -159,22 +161,42 @@ impl Outcome {
 }
 
 /// Checks `config` with `options`.
+///
+/// A variant's breadth-first search runs once per group of properties SPEC.md requires,
+/// each stopping at its group's first counterexample: stateright's BFS records, for each
+/// property, the *last* violating state it visits before it stops, so one search that goes on
+/// looking for a second property would report a longer counterexample of the first than the
+/// shortest (a violation that stays violated, such as a lowered version, is found again in
+/// every state after it).
 pub fn check(config: Config, options: &RunOptions) -> Outcome {
-    let model = TicketingModel::new(config);
     let required = must_violate(config.variant);
+    let groups = required.groups();
+    if options.resolve(config) == Strategy::Bfs && !options.exhaustive && groups.len() > 1 {
+        let started = Instant::now();
+        let runs: Vec<Outcome> = groups
+            .iter()
+            .map(|group| search(config, options, HasDiscoveries::AnyOf(names(group))))
+            .collect();
+        return merged(config, groups, runs, started.elapsed());
+    }
     // A variant stops once SPEC.md's counterexamples are found, unless asked to go on; the
     // reference has none to find, so it is always explored to the end.
-    let finish_when = match required.groups() {
+    let finish_when = match groups {
         _ if options.exhaustive => HasDiscoveries::AllFailures,
         [] => HasDiscoveries::AllFailures,
-        [group] => HasDiscoveries::AnyOf(group.iter().map(|prop| prop.name()).collect()),
-        groups => HasDiscoveries::AllOf(
-            groups
-                .iter()
-                .flat_map(|g| g.iter().map(|p| p.name()))
-                .collect(),
-        ),
+        [group] => HasDiscoveries::AnyOf(names(group)),
+        groups => HasDiscoveries::AllOf(groups.iter().flat_map(|group| names(group)).collect()),
     };
+    search(config, options, finish_when)
+}
+
+fn names(group: &[Prop]) -> std::collections::BTreeSet<&'static str> {
+    group.iter().map(|prop| prop.name()).collect()
+}
+
+/// One search of `config`, stopping when `finish_when` says.
+fn search(config: Config, options: &RunOptions, finish_when: HasDiscoveries) -> Outcome {
+    let model = TicketingModel::new(config);
     let mut builder = model
         .checker()
         .threads(options.threads.max(1))
@@ -188,23 +210,100 @@ pub fn check(config: Config, options: &RunOptions) -> Outcome {
     };
     let started = Instant::now();
     let outcome = match options.strategy {
-        Strategy::Auto | Strategy::Bfs => finish(builder.spawn_bfs(), options, started),
-        Strategy::Dfs => finish(builder.spawn_dfs(), options, started),
+        Strategy::Auto | Strategy::Bfs => {
+            let first = FirstViolations::default();
+            let checker = builder.visitor(first.clone()).spawn_bfs();
+            finish(checker, options, started, Some(first))
+        }
+        Strategy::Dfs => finish(builder.spawn_dfs(), options, started, None),
         Strategy::Simulation => finish(
             builder
                 .timeout(options.simulation_time)
                 .spawn_simulation(options.seed, UniformChooser),
             options,
             started,
+            None,
         ),
     };
     Outcome { config, ..outcome }
+}
+
+/// The searches of a variant's required groups as one outcome: each property's
+/// counterexample from the search that looked for it (else from the first that met it), the
+/// states of all of them.
+fn merged(config: Config, groups: &[&[Prop]], runs: Vec<Outcome>, elapsed: Duration) -> Outcome {
+    let verdicts = Prop::ALL
+        .into_iter()
+        .map(|prop| {
+            let sought = groups.iter().position(|group| group.contains(&prop));
+            let found = sought
+                .and_then(|run| {
+                    runs[run].verdicts[prop.number() - 1]
+                        .violated()
+                        .then_some(run)
+                })
+                .or_else(|| {
+                    runs.iter()
+                        .position(|run| run.verdicts[prop.number() - 1].violated())
+                });
+            match found {
+                Some(run) => runs[run].verdicts[prop.number() - 1].clone(),
+                None => runs[0].verdicts[prop.number() - 1].clone(),
+            }
+        })
+        .collect();
+    Outcome {
+        config,
+        options: runs[0].options,
+        verdicts,
+        unique_states: runs.iter().map(|run| run.unique_states).sum(),
+        generated_states: runs.iter().map(|run| run.generated_states).sum(),
+        max_depth: runs.iter().map(|run| run.max_depth).max().unwrap_or(0),
+        elapsed,
+    }
+}
+
+/// The first path a breadth-first search visits to a state violating each property: the
+/// shortest counterexample (with one thread; with more, one of the shortest give or take
+/// the threads' races). stateright itself keeps the *last* violating state it visits before
+/// it stops, which can be a step or two deeper.
+#[derive(Clone, Default)]
+struct FirstViolations(Arc<Mutex<BTreeMap<usize, Path<State, Action>>>>);
+
+impl FirstViolations {
+    fn take(&self, prop: Prop) -> Option<Path<State, Action>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&prop.number())
+    }
+}
+
+impl CheckerVisitor<TicketingModel> for FirstViolations {
+    fn visit(&self, model: &TicketingModel, path: Path<State, Action>) {
+        let state = path.last_state();
+        let mut violated = Prop::ALL
+            .into_iter()
+            .filter(|prop| !prop.holds(model, state))
+            .peekable();
+        if violated.peek().is_none() {
+            return;
+        }
+        let mut first = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for prop in violated {
+            first.entry(prop.number()).or_insert_with(|| path.clone());
+        }
+    }
 }
 
 fn finish<C: Checker<TicketingModel>>(
     mut checker: C,
     options: &RunOptions,
     started: Instant,
+    first: Option<FirstViolations>,
 ) -> Outcome {
     // The checker's threads are joined on a thread of their own, which says when they are
     // done: the run ends the moment they do (not at the next progress tick), and progress is
@@ -233,7 +332,10 @@ fn finish<C: Checker<TicketingModel>>(
     let verdicts = Prop::ALL
         .into_iter()
         .map(|prop| {
-            let discovery = discoveries.remove(prop.name());
+            let discovery = discoveries.remove(prop.name()).map(|path| {
+                let shortest = first.as_ref().and_then(|first| first.take(prop));
+                cut_at_first_violation(model, prop, shortest.unwrap_or(path))
+            });
             Verdict {
                 prop,
                 depth: discovery

@@ -431,10 +431,22 @@ pub struct Ghost {
     /// Bit `r` of `order_events_applied[t]`: some delivery wrote the effect of `t`'s order
     /// event with reservation number `r`.
     pub order_events_applied: [u16; MAX_TICKETS],
-    /// Some write lowered a record's version.
+    /// Some write lowered a record's version (property 2): set by the model's own writes
+    /// ([`Ghost::note_write`]), in every store.
     pub version_regressed: bool,
     /// Some edit changed the price of a ticket while its `order` named an order.
     pub reserved_price_changed: bool,
+}
+
+impl Ghost {
+    /// Notes a write that moves a record from version `before` to `after`: property 2 is
+    /// lost the moment a write lowers a version. Every write of every store (tickets,
+    /// replicas, orders) goes through here, so the model, not the harness, decides it.
+    pub fn note_write(&mut self, before: Version, after: Version) {
+        if after < before {
+            self.version_regressed = true;
+        }
+    }
 }
 
 /// The whole system. It hashes as a packed byte encoding of its live parts (see

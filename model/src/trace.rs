@@ -136,6 +136,30 @@ impl Trace {
     }
 }
 
+/// A counterexample cut at its first violating state (for a liveness property, the first
+/// where the violation is certain). stateright's BFS records, for each property, the last
+/// violating state it visits before it stops, and a violation that stays (a lowered version,
+/// an edited reserved ticket, a doomed run) is met again in the states after the first: the
+/// cut keeps the path to the step that broke the property.
+pub(crate) fn cut_at_first_violation(
+    model: &TicketingModel,
+    prop: Prop,
+    path: Path<State, Action>,
+) -> Path<State, Action> {
+    let pairs = path.into_vec();
+    let first = pairs
+        .iter()
+        .position(|(state, _)| !prop.holds(model, state))
+        .unwrap_or(pairs.len() - 1);
+    let initial = pairs[0].0.clone();
+    let actions: Vec<Action> = pairs[..first]
+        .iter()
+        .filter_map(|(_, action)| *action)
+        .collect();
+    Path::from_actions(model, initial, &actions)
+        .expect("a prefix of a path of the model is a path of the model")
+}
+
 /// A liveness counterexample completed to a quiescent state: the checker reports a liveness
 /// violation as soon as it is inevitable (see [`crate::properties::doomed`]); this lets the
 /// system finish its work (clients and the adversary stop: system actions only, the first

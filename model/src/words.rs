@@ -87,7 +87,9 @@ pub fn describe_action(action: &Action) -> String {
             format!("ack wait of message {message} expires while it is still being handled")
         }
         Action::DuplicatePublish { message } => {
-            format!("a publisher retries message {message}")
+            format!(
+                "message {message} is published again (a retry, or a republish after the dedup window)"
+            )
         }
     }
 }

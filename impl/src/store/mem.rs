@@ -106,9 +106,15 @@ impl<R: Record> Table<R> {
     /// strings' reference counts, and on a hot record those are what two threads would
     /// otherwise contend for while holding the shard.
     fn save(&self, mut record: R, commit: impl FnOnce()) -> Result<R, StoreError> {
-        let id = record.id();
         let read_at = record.version();
         record.set_version(read_at + 1);
+        self.replace(record, read_at, commit)
+    }
+
+    /// Stores `record` as it is (its version included) if the stored version is `read_at`,
+    /// under the shard lock; `commit` runs under the same lock once the write is certain.
+    fn replace(&self, record: R, read_at: Version, commit: impl FnOnce()) -> Result<R, StoreError> {
+        let id = record.id();
         let to_store = record.clone();
         let replaced = {
             let mut shard = self.shard(&id).lock();
@@ -338,6 +344,14 @@ macro_rules! plain_versioned_store {
                 self.save_in(&self.tables.$table, record, event)
             }
 
+            async fn replace_if_current(
+                &self,
+                record: $record,
+                read_version: Version,
+            ) -> Result<$record, StoreError> {
+                self.tables.$table.replace(record, read_version, || {})
+            }
+
             async fn list(&self, listing: Listing) -> Result<Vec<$record>, StoreError> {
                 let keep: fn(&Listing, &$record) -> bool = $listing;
                 Ok(self.tables.$table.collect(|record| keep(&listing, record)))
@@ -370,6 +384,16 @@ impl VersionedStore<Order> for MemStore {
     async fn save(&self, order: Order, event: Option<Event>) -> Result<Order, StoreError> {
         self.write_order(order, event, |table, order, event| {
             self.save_in(table, order, event)
+        })
+    }
+
+    async fn replace_if_current(
+        &self,
+        order: Order,
+        read_version: Version,
+    ) -> Result<Order, StoreError> {
+        self.write_order(order, None, |table, order, _| {
+            table.replace(order, read_version, || {})
         })
     }
 

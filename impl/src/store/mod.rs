@@ -3,7 +3,9 @@
 //!
 //! The invariant every backend keeps: a [`VersionedStore::save`] succeeds only if the stored
 //! version still equals the version the record was read at, stores the record with version + 1,
-//! and otherwise fails with [`StoreError::VersionConflict`] and changes nothing. A write that
+//! and otherwise fails with [`StoreError::VersionConflict`] and changes nothing;
+//! [`VersionedStore::replace_if_current`] (a replica's write) is conditional the same way and
+//! stores the version the record carries (the event's). A write that
 //! carries an event puts the record change and the event in the outbox in one atomic write, so
 //! a crash can never keep one without the other.
 //!
@@ -145,6 +147,17 @@ pub trait VersionedStore<R: Record>: Send + Sync {
         &self,
         record: R,
         event: Option<Event>,
+    ) -> impl Future<Output = Result<R, StoreError>> + Send;
+
+    /// Update-if-current for a replica: stores `record` as it is, its version included (a
+    /// replica stores the event's version, it does not count its own saves), if the stored
+    /// version is still `read_version`. Returns it, or fails with
+    /// [`StoreError::VersionConflict`] / [`StoreError::NotFound`] and changes nothing.
+    /// Primaries use [`VersionedStore::save`].
+    fn replace_if_current(
+        &self,
+        record: R,
+        read_version: Version,
     ) -> impl Future<Output = Result<R, StoreError>> + Send;
 
     /// The records `listing` selects, in no particular order.

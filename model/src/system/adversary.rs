@@ -1,6 +1,7 @@
 //! The adversary's transitions: crashes (a member mid-handler, an HTTP handler between its
 //! save and its publish or between its check and its insert), an ack wait expiring while the
-//! member still works (a late ack), and a publisher retrying an event.
+//! member still works (a late ack), and an event delivered again as a new message (a
+//! publisher's retry, a relay's republish after the dedup window).
 //!
 //! The invariant: every adversary transition spends one unit of its budget, and only loses
 //! or repeats work: it never writes a record.
@@ -46,8 +47,9 @@ impl TicketingModel {
         self.return_delivery(state, message, deliveries);
     }
 
-    /// `Action::DuplicatePublish`: a publisher retries an event it already published; without
-    /// publish ids the broker stores it again.
+    /// `Action::DuplicatePublish`: the event is delivered again as a new message: a publisher
+    /// retrying without publish ids, or, with the outbox, a relay republishing after the
+    /// broker's dedup window (or a broker redelivering a settled message).
     pub(crate) fn duplicate_publish(&self, state: &mut State, message: MessageIx) {
         state.budget.duplicates -= 1;
         let event = state.messages.as_slice()[usize::from(message)].event;

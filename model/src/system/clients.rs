@@ -31,9 +31,11 @@ impl TicketingModel {
         if primary.order.is_some() {
             state.ghost.reserved_price_changed = true;
         }
+        let before = primary.version;
         primary.version += 1;
         primary.price += 1;
         let primary = *primary;
+        state.ghost.note_write(before, primary.version);
         state.ghost.price_at[usize::from(ticket)][usize::from(primary.version)] = primary.price;
         self.write_event(
             state,
@@ -74,8 +76,10 @@ impl TicketingModel {
         state.budget.cancels -= 1;
         let record = &mut state.orders.as_mut_slice()[usize::from(order)];
         record.status = OrderStatus::Cancelled;
+        let before = record.version;
         record.version += 1;
-        let ticket = record.ticket;
+        let (ticket, after) = (record.ticket, record.version);
+        state.ghost.note_write(before, after);
         let reservation = &mut state.reservations[usize::from(ticket)];
         *reservation += 1;
         let event = Event::OrderCancelled {

@@ -96,7 +96,7 @@ impl TicketingModel {
 
     /// Per message: delivering it to each idle member of its group while it is pending (and
     /// applicable, where waiting would be a stutter), expiring its ack wait while in flight,
-    /// and a publisher retrying it (no publish ids).
+    /// and a duplicate of it (a publisher's retry, a republish after the dedup window).
     fn broker_actions(
         &self,
         state: &State,
@@ -123,7 +123,11 @@ impl TicketingModel {
                 }
                 Status::Acked | Status::Dead => {}
             }
-            if budget.duplicates > 0 && !variant.uses_outbox() {
+            // A publisher retrying without publish ids, or (with the outbox) a relay
+            // republishing after the broker's dedup window or the broker redelivering a
+            // settled message: a duplicate delivery from the budget, for every design
+            // (SPEC.md section 3).
+            if budget.duplicates > 0 {
                 visit(Action::DuplicatePublish {
                     message: message_ix,
                 })?;

@@ -121,16 +121,13 @@ impl TicketingModel {
     fn decide_ticket_updated(&self, state: &State, ticket: TicketIx, version: Version) -> Decision {
         let variant = self.variant();
         let replica = state.replicas[usize::from(ticket)];
-        if !variant.checks_version() {
-            // The course's first listener: find by id, overwrite, whatever the version.
-            return match replica {
-                Some(replica) => Decision::Save {
-                    read_version: replica.version,
-                },
-                None => Decision::Fail,
-            };
-        }
         match replica {
+            // `naive-version` removes the version check and nothing else: whatever version
+            // arrives is applied to the replica it finds (a missing replica waits, as in the
+            // reference).
+            Some(replica) if !variant.checks_version() => Decision::Save {
+                read_version: replica.version,
+            },
             Some(replica) if replica.version + 1 == version => Decision::Save {
                 read_version: replica.version,
             },
@@ -261,6 +258,7 @@ impl TicketingModel {
             primary.reservation = reservation;
         }
         let (version, price) = (primary.version, primary.price);
+        state.ghost.note_write(read_version, version);
         state.ghost.price_at[usize::from(ticket)][usize::from(version)] = price;
         state.ghost.order_events_applied[usize::from(ticket)] |= 1 << reservation;
         Ok(variant
@@ -276,6 +274,8 @@ impl TicketingModel {
 
 /// The orders service's write of `ticket:updated` bringing `ticket` to `version` at `price`,
 /// if its replica is still at `read_version`.
+/// The replica stores the event's version (SPEC.md section 2: it does not count its own
+/// saves), so a design that applies an older event after a newer one lowers it.
 fn write_replica(
     state: &mut State,
     ticket: TicketIx,
@@ -288,10 +288,8 @@ fn write_replica(
     if replica.version != read_version {
         return Err(());
     }
-    *replica = Replica {
-        version: read_version + 1,
-        price,
-    };
+    *replica = Replica { version, price };
+    state.ghost.note_write(read_version, version);
     state.ghost.ticket_events_applied[usize::from(ticket)] |= 1 << version;
     Ok(None)
 }

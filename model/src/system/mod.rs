@@ -24,8 +24,10 @@
 //!   hold back any delivery arbitrarily long, so a publish held back by the relay cannot be
 //!   told apart from a delivery held back by the broker. A relay that crashes after
 //!   publishing and before marking the entry republishes it under the same publish id, which
-//!   the broker drops: that crash changes nothing, so it is not a step (the implementation's
-//!   relay tests and the soak run exercise it).
+//!   the broker drops within its dedup window: that crash changes nothing, so it is not a step
+//!   (the implementation's relay tests and the soak run exercise it). A republish after the
+//!   window is a new message: the adversary's `DuplicatePublish`, from the duplicates
+//!   budget.
 //!
 //! A delivery whose only effect would be "not yet" (the reference design's wait on a version
 //! gap) is a stutter step and is left out: the message stays pending until it is applicable.

@@ -6,7 +6,7 @@
 //! is already applied, and waits on a gap (nak with a delay growing with the delivery count).
 //! The course's listener (`course-listener`, `course`) looks the replica up by event
 //! (`findByEvent`) and treats "not found" as an error; `naive-version` applies whatever
-//! arrives and counts its own saves.
+//! arrives (a late v1 after v2 takes the replica back to v1) and waits for a missing replica.
 //!
 //! These are plain async functions: one store or broker call per await, no task spawned, no
 //! timer, so the harness can step them. [`OrdersService`]'s [`Listener`] impl routes each
@@ -64,10 +64,11 @@ where
     let variant = service.config.variant;
     let store = &service.store;
     if !variant.checks_version() {
-        // naive-version: whatever arrives is applied to whatever is stored.
+        // naive-version removes the version check and nothing else: whatever arrives is
+        // applied to the replica found; a missing replica waits, as in the reference.
         return Ok(match store.find_by_id(event.id).await? {
             Some(replica) => Decided::Write(replica),
-            None => Decided::Done(Skip::Fail("Ticket not found")),
+            None => Decided::Done(Skip::Wait),
         });
     }
     if !variant.acks_duplicates() {
@@ -97,13 +98,19 @@ where
 {
     let config = &service.config;
     let settle = Settle::begin(message, config).await?;
+    // Conditional on the version read, and storing the event's version: the replica does
+    // not count its own saves (SPEC.md section 2).
     let save = |replica: TicketReplica| async move {
         let updated = TicketReplica {
             title: event.title.clone(),
             price: event.price,
+            version: event.version,
             ..replica
         };
-        service.store.save(updated, None).await
+        service
+            .store
+            .replace_if_current(updated, replica.version)
+            .await
     };
     let ended = read_decide_save(
         config.conflict_attempts,

@@ -16,7 +16,7 @@ use super::errors::{Doing, WriteError};
 use super::outbox::outbox_values;
 use super::sql::{TableSql, WriteSql};
 use super::tables::{ListQuery, PgRecord};
-use super::values::{Value, as_params, to_u64};
+use super::values::{Value, as_params, to_i64, to_u64};
 use crate::events::Event;
 use crate::id::Id;
 use crate::records::{Order, Ticket, TicketReplica, Version};
@@ -85,6 +85,35 @@ impl PgStore {
         self.until_settled(doing, || async move {
             let client = self.client(doing).await?;
             self.write(&client, doing, write, record, event).await
+        })
+        .await
+    }
+
+    /// [`VersionedStore::replace_if_current`] on a pooled connection, run again after a race:
+    /// the save's statement with the version to store as a parameter of its own.
+    async fn replace_record<R: PgRecord>(
+        &self,
+        record: R,
+        read_version: Version,
+    ) -> Result<R, StoreError> {
+        let doing = Doing::on("replace", R::KIND, record.id());
+        let mut read = record.clone();
+        read.set_version(read_version);
+        let (record, read) = (&record, &read);
+        self.until_settled(doing, || async move {
+            let client = self.client(doing).await?;
+            let mut values = read.values().map_err(|why| self.corrupt(doing, why))?;
+            let version =
+                to_i64(record.version(), "version").map_err(|why| self.corrupt(doing, why))?;
+            values.push(Value::Bigint(version));
+            let sql = WriteSql {
+                alone: R::SQL.replace,
+                with_event: R::SQL.replace,
+            };
+            let row = self
+                .run_write(&client, doing, sql, values, None, record.reserved_ticket())
+                .await?;
+            self.saved(doing, &client, read, row).await
         })
         .await
     }
@@ -226,6 +255,14 @@ macro_rules! pg_versioned_store {
                 event: Option<Event>,
             ) -> Result<$record, StoreError> {
                 self.write_record(Write::Save, record, event).await
+            }
+
+            async fn replace_if_current(
+                &self,
+                record: $record,
+                read_version: Version,
+            ) -> Result<$record, StoreError> {
+                self.replace_record(record, read_version).await
             }
 
             async fn list(&self, listing: Listing) -> Result<Vec<$record>, StoreError> {

@@ -33,6 +33,9 @@ pub(super) struct TableSql {
     /// Update-if-current; answers the stored version, or no row when the id is missing or
     /// its version is not the `version` parameter (the version the record was read at).
     pub(super) save: WriteSql,
+    /// A replica's update-if-current: like `save` (same parameters, the `version` one the
+    /// version read at), and the version to store as one more parameter (the event's).
+    pub(super) replace: &'static str,
     /// The stored version, to tell why a save matched no row.
     pub(super) version: &'static str,
 }
@@ -81,6 +84,7 @@ macro_rules! table_sql {
         values: $values:literal,
         set: $set:literal,
         read_version: $read_version:literal,
+        new_version: $new_version:literal,
         outbox: $outbox:literal $(,)?
     ) => {
         TableSql {
@@ -120,6 +124,17 @@ macro_rules! table_sql {
                     " SELECT version FROM saved"
                 ),
             },
+            replace: concat!(
+                "UPDATE ",
+                $table,
+                " SET ",
+                $set,
+                ", version = ",
+                $new_version,
+                " WHERE id = $1 AND version = ",
+                $read_version,
+                " RETURNING version"
+            ),
             version: concat!("SELECT version FROM ", $table, " WHERE id = $1"),
         }
     };
@@ -144,6 +159,7 @@ pub(super) const TICKETS: TableSql = table_sql! {
     values: "$1, $2, $3, $4, $5, $6, $7",
     set: "title = $2, price_cents = $3, user_id = $4, order_id = $6, reservation = $7",
     read_version: "$5",
+    new_version: "$8",
     outbox: "$8::text, $9::text::json",
 };
 
@@ -168,6 +184,7 @@ pub(super) const TICKET_REPLICAS: TableSql = table_sql! {
     values: "$1, $2, $3, $4",
     set: "title = $2, price_cents = $3",
     read_version: "$4",
+    new_version: "$5",
     outbox: "$5::text, $6::text::json",
 };
 
@@ -179,6 +196,7 @@ pub(super) const ORDERS: TableSql = table_sql! {
     values: "$1, $2, $3, $4, $5, $6",
     set: "user_id = $2, status = $3, expires_at_ms = $4, ticket_id = $5",
     read_version: "$6",
+    new_version: "$7",
     outbox: "$7::text, $8::text::json",
 };
 
