@@ -1,6 +1,9 @@
 //! The stream: every published message at the next sequence number, its subject interned,
 //! and the duplicate window of publish ids.
 //!
+//! The stream is a window too: `first` is the oldest sequence it still holds; messages below
+//! it were released (see `retention`) and only their sequence numbers remain in use.
+//!
 //! The invariant: sequence numbers start at 1 and never skip or repeat; a publish whose
 //! publish id is in the duplicate window stores nothing.
 
@@ -18,8 +21,13 @@ pub(super) type SubjectId = u32;
 /// A message as the stream keeps it.
 pub(super) struct Stored {
     pub(super) subject: SubjectId,
+    /// Emptied when the message is released.
     pub(super) payload: Bytes,
     pub(super) publish_id: Option<Arc<str>>,
+    /// Queue groups that listen to it and have not settled it yet.
+    pub(super) interest: u32,
+    /// Every group that listened settled it: its payload is gone, it is never delivered.
+    pub(super) released: bool,
 }
 
 /// The publish ids in the duplicate window.
@@ -91,29 +99,43 @@ impl BrokerCore {
             return PublishAck::Duplicate;
         }
         let subject = self.intern(subject);
-        let seq = self.stream.len() as Seq + 1;
+        let seq = self.stream_len() + 1;
         let publish_id = publish_id.map(Arc::<str>::from);
         if let Some(id) = &publish_id {
             self.dedup.remember(id, seq);
         }
-        self.stream.push(Stored {
+        let interest = self.groups.iter().filter(|g| g.listens_to(subject)).count() as u32;
+        self.stream.push_back(Stored {
             subject,
             payload,
             publish_id,
+            interest,
+            released: false,
         });
         PublishAck::Stored { seq }
     }
 
-    /// Messages stored.
+    /// The last sequence stored (0 before the first publish): messages published so far,
+    /// released ones included.
     pub fn stream_len(&self) -> u64 {
-        self.stream.len() as u64
+        self.first - 1 + self.stream.len() as u64
     }
 
-    /// Message `seq`, as stored.
+    /// The message at `seq` as the stream keeps it, released or not; `None` if it was never
+    /// stored or has left the stream.
+    pub(super) fn stored(&self, seq: Seq) -> Option<&Stored> {
+        self.stream
+            .get(usize::try_from(seq.checked_sub(self.first)?).ok()?)
+    }
+
+    pub(super) fn stored_mut(&mut self, seq: Seq) -> Option<&mut Stored> {
+        self.stream
+            .get_mut(usize::try_from(seq.checked_sub(self.first)?).ok()?)
+    }
+
+    /// Message `seq`, as stored; `None` if there is none or it was released.
     pub fn message(&self, seq: Seq) -> Option<StoredMessage<'_>> {
-        let stored = self
-            .stream
-            .get(usize::try_from(seq.checked_sub(1)?).ok()?)?;
+        let stored = self.stored(seq).filter(|stored| !stored.released)?;
         Some(StoredMessage {
             seq,
             subject: &self.subjects[stored.subject as usize],
@@ -122,8 +144,13 @@ impl BrokerCore {
         })
     }
 
-    /// Every stored message, in stream order.
+    /// Every message the stream holds (not released), in stream order.
     pub fn messages(&self) -> impl Iterator<Item = StoredMessage<'_>> + '_ {
-        (1..=self.stream.len() as Seq).filter_map(|seq| self.message(seq))
+        (self.first..=self.stream_len()).filter_map(|seq| self.message(seq))
+    }
+
+    /// Messages the stream holds now (payloads not released), whatever was published before.
+    pub fn retained(&self) -> usize {
+        self.stream.iter().filter(|stored| !stored.released).count()
     }
 }

@@ -244,7 +244,7 @@ fn a_term_dead_letters_at_once_with_its_reason() {
         }
     );
     assert_eq!(core.status(group, 1), Some(Status::Dead));
-    let dead = &core.dead_letters()[0];
+    let dead = &core.dead_letters().next().unwrap();
     assert_eq!(dead.stream_seq, 1);
     assert_eq!(&*dead.queue_group, "orders");
     assert_eq!(dead.subject, CREATED);
@@ -282,7 +282,7 @@ fn expiry_redelivers_until_max_deliver_then_dead_letters() {
         );
     }
     assert_eq!(
-        core.dead_letters()[0].reason,
+        core.dead_letters().next().unwrap().reason,
         DeadLetterReason::MaxDeliveries(3)
     );
     assert!(core.pending(group).is_empty());
@@ -334,7 +334,7 @@ fn a_crash_on_the_last_allowed_delivery_dead_letters() {
     assert_eq!(core.crash(group, a), Ok(1));
     assert_eq!(core.status(group, 1), Some(Status::Dead));
     assert_eq!(
-        core.dead_letters()[0].reason,
+        core.dead_letters().next().unwrap().reason,
         DeadLetterReason::MaxDeliveries(3)
     );
 }
