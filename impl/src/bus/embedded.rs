@@ -182,6 +182,23 @@ impl State {
         Ok(wake_timer)
     }
 
+    /// The group's id, its durable consumer (and driver) created if missing.
+    fn declare(&mut self, options: &ListenerOptions) -> Result<GroupId, BusError> {
+        let subjects: Vec<&str> = options.subjects.iter().map(|s| s.as_str()).collect();
+        let group = self
+            .core
+            .group(&options.queue_group, &subjects, options.max_deliver)
+            .map_err(|error| BusError::Broker(error.to_string()))?;
+        if group.index() == self.groups.len() {
+            self.groups.push(GroupDriver {
+                ack_wait: options.ack_wait,
+                ack_deadlines: VecDeque::new(),
+                idle: Vec::new(),
+            });
+        }
+        Ok(group)
+    }
+
     /// Starts the ack-wait timer of a delivery; true if the timer task must be woken.
     fn arm_ack_wait(&mut self, ticket: &DeliveryTicket, now: Instant) -> bool {
         let driver = &mut self.groups[ticket.group.index()];
@@ -429,25 +446,22 @@ impl RawPublisher for EmbeddedBus {
 impl Bus for EmbeddedBus {
     type Subscription = EmbeddedSubscription;
 
+    async fn declare(&self, options: &ListenerOptions) -> Result<(), BusError> {
+        options.validate()?;
+        self.shared.state.lock().declare(options)?;
+        Ok(())
+    }
+
     async fn subscribe(&self, options: &ListenerOptions) -> Result<EmbeddedSubscription, BusError> {
         options.validate()?;
         let max_in_flight = u32::try_from(options.max_in_flight).unwrap_or(u32::MAX);
-        let subjects: Vec<&str> = options.subjects.iter().map(|s| s.as_str()).collect();
         let notify = Arc::new(Notify::new());
         let mut state = self.shared.state.lock();
-        let core_error = |error: super::broker::CoreError| BusError::Broker(error.to_string());
-        let group = state
+        let group = state.declare(options)?;
+        let member = state
             .core
-            .group(&options.queue_group, &subjects, options.max_deliver)
-            .map_err(core_error)?;
-        if group.index() == state.groups.len() {
-            state.groups.push(GroupDriver {
-                ack_wait: options.ack_wait,
-                ack_deadlines: VecDeque::new(),
-                idle: Vec::new(),
-            });
-        }
-        let member = state.core.join(group).map_err(core_error)?;
+            .join(group)
+            .map_err(|error| BusError::Broker(error.to_string()))?;
         debug_assert_eq!(member.index(), state.members.len());
         state.members.push(MemberDriver {
             notify: Arc::clone(&notify),

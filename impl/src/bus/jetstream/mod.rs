@@ -58,6 +58,7 @@ use tokio_util::sync::CancellationToken;
 use super::BusError;
 
 mod config;
+mod dead_letter_stream;
 mod dead_letters;
 mod delivery;
 mod members;
@@ -65,6 +66,10 @@ mod publish;
 mod setup;
 
 pub use config::{DEFAULT_NATS_URL, JetStreamConfig, StreamStorage};
+pub use dead_letter_stream::{
+    DEAD_AT_HEADER, DELIVERIES_HEADER, GROUP_HEADER, REASON_HEADER, SEQUENCE_HEADER,
+    SUBJECT_HEADER, StoredDeadLetter, dead_letter_stream_name,
+};
 pub use delivery::JetStreamDelivery;
 pub use members::JetStreamSubscription;
 
@@ -158,14 +163,31 @@ impl JetStreamBus {
         })
     }
 
-    /// Deletes the stream, its messages and its consumers (tests clean up with it).
+    /// Deletes the stream, its messages and its consumers, and its dead-letter stream (tests
+    /// clean up with it).
     pub async fn delete_stream(&self) -> Result<(), BusError> {
-        self.inner
-            .context
+        let context = &self.inner.context;
+        let _ = context
+            .delete_stream(dead_letter_stream_name(&self.inner.config))
+            .await;
+        context
             .delete_stream(&self.inner.config.stream)
             .await
             .map(|_| ())
             .map_err(broker)
+    }
+
+    /// Dead letters dropped from this process's list because it was full (where a metrics
+    /// exporter reads the count; the dead-letter stream keeps them up to its own cap).
+    pub fn dead_letters_dropped(&self) -> u64 {
+        self.inner.dead_letters.dropped()
+    }
+
+    /// Messages the event stream holds now (under interest retention, those some queue group
+    /// has not settled yet).
+    pub async fn stream_messages(&self) -> Result<u64, BusError> {
+        let mut stream = self.inner.stream.clone();
+        Ok(stream.info().await.map_err(broker)?.state.messages)
     }
 }
 
