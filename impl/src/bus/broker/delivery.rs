@@ -30,7 +30,9 @@ impl BrokerCore {
         }
         let mut seq = g.cursor();
         while seq <= stream_len {
-            if let Some(stored) = self.stream.get((seq - first) as usize)
+            if let Some(stored) = seq
+                .checked_sub(first)
+                .and_then(|offset| self.stream.get(usize::try_from(offset).ok()?))
                 && !stored.released
                 && g.listens_to(stored.subject)
             {
