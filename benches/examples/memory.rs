@@ -103,12 +103,8 @@ async fn run(options: Options) -> Result<(), String> {
         .map_err(|e| format!("token: {e}"))?;
     let mut app_options = AppOptions::new(key, Variant::Reference);
     app_options.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let running = app::start(
-        app_options,
-        MemStore::new(),
-        MemStore::new(),
-        EmbeddedBus::new(),
-    )
+    let bus = EmbeddedBus::new();
+    let running = app::start(app_options, MemStore::new(), MemStore::new(), bus.clone())
     .await
     .map_err(|e| format!("start the app: {e}"))?;
     let client = Client {
@@ -173,6 +169,10 @@ async fn run(options: Options) -> Result<(), String> {
             peak_after_warm_up = peak_after_warm_up.max(resident);
         }
     }
+    println!(
+        "broker at the end: {}",
+        bus.inspect(|core| format!("{core:?}, {} messages not released", core.retained()))
+    );
     running.shutdown().await;
 
     let Some(warm) = warm else {

@@ -17,7 +17,7 @@ impl BrokerCore {
     /// subjects the group ignores are skipped for good on the way.
     pub fn next_pending(&mut self, group: GroupId) -> Option<Seq> {
         let stream_len = self.stream_len();
-        let first = self.first;
+        let first = self.first_held();
         let g = self.groups.get_mut(group.index())?;
         if let Some(&seq) = g.ready.first() {
             return Some(seq);
@@ -30,10 +30,7 @@ impl BrokerCore {
         }
         let mut seq = g.cursor();
         while seq <= stream_len {
-            if let Some(stored) = seq
-                .checked_sub(first)
-                .and_then(|offset| self.stream.get(usize::try_from(offset).ok()?))
-                && !stored.released
+            if let Some(stored) = self.stream.get(&seq)
                 && g.listens_to(stored.subject)
             {
                 g.compact();
@@ -48,9 +45,8 @@ impl BrokerCore {
 
     /// Whether message `seq` is held, not released, and on a subject `group` listens to.
     fn deliverable_to(&self, group: GroupId, seq: Seq) -> bool {
-        self.stored(seq).is_some_and(|stored| {
-            !stored.released && self.groups[group.index()].listens_to(stored.subject)
-        })
+        self.stored(seq)
+            .is_some_and(|stored| self.groups[group.index()].listens_to(stored.subject))
     }
 
     /// Every message deliverable to the group now, in stream order.
@@ -59,7 +55,7 @@ impl BrokerCore {
             return Vec::new();
         };
         let mut pending: Vec<Seq> = g.ready.iter().copied().collect();
-        let from = g.cursor().max(self.first);
+        let from = g.cursor().max(self.first_held());
         pending.extend((from..=self.stream_len()).filter(|&seq| self.deliverable_to(group, seq)));
         pending
     }
@@ -79,7 +75,7 @@ impl BrokerCore {
         let stored_subject = stored.subject;
         let deliverable: Vec<bool> = {
             // Which messages from the group's cursor up to `seq` it would take (below).
-            let cursor = self.groups[group.index()].cursor().max(self.first);
+            let cursor = self.groups[group.index()].cursor().max(self.first_held());
             (cursor..seq)
                 .map(|skipped| self.deliverable_to(group, skipped))
                 .collect()
@@ -115,9 +111,6 @@ impl BrokerCore {
             if !g.listens_to(stored_subject) {
                 return Err(CoreError::NotForGroup { group, seq });
             }
-            if self.stream[(seq - self.first) as usize].released {
-                return Err(CoreError::NoSuchMessage(seq));
-            }
             // Messages the harness skipped over stay pending, in the window.
             let skipped_from = seq - deliverable.len() as Seq;
             g.compact();
@@ -141,7 +134,9 @@ impl BrokerCore {
             g.compact();
         }
         self.members[member.index()].held += 1;
-        let stored = &self.stream[(seq - self.first) as usize];
+        let Some(stored) = self.stream.get(&seq) else {
+            return Err(CoreError::NoSuchMessage(seq));
+        };
         Ok(DeliveryTicket {
             group,
             seq,
@@ -348,14 +343,18 @@ impl BrokerCore {
             })
         };
         let Some(stored) = self.stored(seq) else {
-            // Left the stream: settled by every group that listened.
-            return if seq < g.base { settled() } else { None };
+            // Released: settled by every group that listened (the window, if it still holds
+            // the message, says how), never the group's if it was released before the group
+            // reached it.
+            if seq < g.base {
+                return settled();
+            }
+            return match g.slot(seq) {
+                Some(Some(status)) => Some(*status),
+                _ => None,
+            };
         };
         if !g.listens_to(stored.subject) {
-            return None;
-        }
-        if stored.released && seq >= g.cursor() {
-            // Released before the group was created: never the group's.
             return None;
         }
         if seq < g.base {
@@ -396,7 +395,7 @@ impl BrokerCore {
             return false;
         };
         self.stored(seq)
-            .is_some_and(|stored| !stored.released && g.listens_to(stored.subject))
+            .is_some_and(|stored| g.listens_to(stored.subject))
     }
 
     /// The dead letters kept (at most the cap; see [`BrokerCore::dead_letters_dropped`]),

@@ -36,7 +36,7 @@
 //!   `dead_letters_max`, oldest dropped first and counted. [`Retention::Everything`] (the
 //!   conformance harness's) keeps every message, so every status stays readable.
 //!
-//! Cost: a publish appends to a `VecDeque`; a first delivery appends to the group's window (a
+//! Cost: a publish inserts into a `BTreeMap` (and its settling removes it); a first delivery appends to the group's window (a
 //! `VecDeque` of the statuses between the group's ack floor and its delivery cursor); an ack
 //! flips a status and pops settled statuses off the window's front. Only redeliveries touch a
 //! `BTreeSet`, and only publish ids and dead letters allocate.
@@ -58,7 +58,7 @@
 //! - `retention`: releasing settled messages, and the dead letters' cap;
 //! - `tests`: the unit tests of the rules above.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -235,9 +235,10 @@ pub enum CoreError {
 /// The embedded broker's state: the stream, the duplicate window, each queue group's durable
 /// consumer, its members, and the dead letters. See the module docs for the rules.
 pub struct BrokerCore {
-    stream: VecDeque<Stored>,
-    /// The sequence of `stream[0]` (messages below it were released).
-    first: Seq,
+    /// The messages not released, by sequence.
+    stream: BTreeMap<Seq, Stored>,
+    /// The last sequence stored (0 before the first publish).
+    last: Seq,
     retention: Retention,
     subjects: Vec<Arc<str>>,
     subject_ids: HashMap<Arc<str>, SubjectId>,
@@ -283,8 +284,8 @@ impl BrokerCore {
         dead_letters_max: usize,
     ) -> Self {
         Self {
-            stream: VecDeque::new(),
-            first: 1,
+            stream: BTreeMap::new(),
+            last: 0,
             retention,
             subjects: Vec::new(),
             subject_ids: HashMap::new(),

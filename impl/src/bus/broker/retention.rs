@@ -3,8 +3,8 @@
 //!
 //! Each stored message counts the queue groups that listen to its subject and have not
 //! settled it yet (its interest). A group settling it (ack, or dead-lettered) takes one off;
-//! at zero, under [`Retention::Interest`], the message is released: its payload is dropped
-//! and, once every older message is released too, it leaves the stream. A message no group
+//! at zero, under [`Retention::Interest`], the message is released: it leaves the stream at
+//! once, payload and all, whatever older message is still held. A message no group
 //! listens to never reaches zero by settling, so it is kept until a group that listens is
 //! created and settles it (a group created later delivers from the oldest message held).
 //!
@@ -36,12 +36,12 @@ impl BrokerCore {
     /// listens to that is not released yet. Returns the sequence it starts at.
     pub(super) fn claim_retained(&mut self, group: GroupId) -> Seq {
         let g = &self.groups[group.index()];
-        for stored in self.stream.iter_mut() {
-            if !stored.released && g.listens_to(stored.subject) {
+        for stored in self.stream.values_mut() {
+            if g.listens_to(stored.subject) {
                 stored.interest += 1;
             }
         }
-        self.first
+        self.first_held()
     }
 
     /// `group` settled `seq` (acked it, or it died): one interest less; released at none.
@@ -53,15 +53,8 @@ impl BrokerCore {
             return;
         };
         stored.interest = stored.interest.saturating_sub(1);
-        if stored.interest > 0 || stored.released {
-            return;
-        }
-        stored.released = true;
-        stored.payload = bytes::Bytes::new();
-        stored.publish_id = None;
-        while self.stream.front().is_some_and(|front| front.released) {
-            self.stream.pop_front();
-            self.first += 1;
+        if stored.interest == 0 {
+            self.stream.remove(&seq);
         }
     }
 

@@ -1,8 +1,9 @@
 //! The stream: every published message at the next sequence number, its subject interned,
 //! and the duplicate window of publish ids.
 //!
-//! The stream is a window too: `first` is the oldest sequence it still holds; messages below
-//! it were released (see `retention`) and only their sequence numbers remain in use.
+//! The stream holds only the messages not released (see `retention`), by sequence: a
+//! released message leaves at once, whatever older message is still held, so a slow message
+//! never makes the stream keep what came after it.
 //!
 //! The invariant: sequence numbers start at 1 and never skip or repeat; a publish whose
 //! publish id is in the duplicate window stores nothing.
@@ -21,13 +22,10 @@ pub(super) type SubjectId = u32;
 /// A message as the stream keeps it.
 pub(super) struct Stored {
     pub(super) subject: SubjectId,
-    /// Emptied when the message is released.
     pub(super) payload: Bytes,
     pub(super) publish_id: Option<Arc<str>>,
     /// Queue groups that listen to it and have not settled it yet.
     pub(super) interest: u32,
-    /// Every group that listened settled it: its payload is gone, it is never delivered.
-    pub(super) released: bool,
 }
 
 /// The publish ids in the duplicate window.
@@ -99,43 +97,49 @@ impl BrokerCore {
             return PublishAck::Duplicate;
         }
         let subject = self.intern(subject);
-        let seq = self.stream_len() + 1;
+        let seq = self.last + 1;
+        self.last = seq;
         let publish_id = publish_id.map(Arc::<str>::from);
         if let Some(id) = &publish_id {
             self.dedup.remember(id, seq);
         }
         let interest = self.groups.iter().filter(|g| g.listens_to(subject)).count() as u32;
-        self.stream.push_back(Stored {
-            subject,
-            payload,
-            publish_id,
-            interest,
-            released: false,
-        });
+        self.stream.insert(
+            seq,
+            Stored {
+                subject,
+                payload,
+                publish_id,
+                interest,
+            },
+        );
         PublishAck::Stored { seq }
     }
 
     /// The last sequence stored (0 before the first publish): messages published so far,
     /// released ones included.
     pub fn stream_len(&self) -> u64 {
-        self.first - 1 + self.stream.len() as u64
+        self.last
     }
 
-    /// The message at `seq` as the stream keeps it, released or not; `None` if it was never
-    /// stored or has left the stream.
+    /// The oldest sequence the stream holds (the next one to be stored if it holds none).
+    pub(super) fn first_held(&self) -> Seq {
+        self.stream.keys().next().copied().unwrap_or(self.last + 1)
+    }
+
+    /// The message at `seq` as the stream keeps it; `None` if it was never stored or was
+    /// released.
     pub(super) fn stored(&self, seq: Seq) -> Option<&Stored> {
-        self.stream
-            .get(usize::try_from(seq.checked_sub(self.first)?).ok()?)
+        self.stream.get(&seq)
     }
 
     pub(super) fn stored_mut(&mut self, seq: Seq) -> Option<&mut Stored> {
-        self.stream
-            .get_mut(usize::try_from(seq.checked_sub(self.first)?).ok()?)
+        self.stream.get_mut(&seq)
     }
 
     /// Message `seq`, as stored; `None` if there is none or it was released.
     pub fn message(&self, seq: Seq) -> Option<StoredMessage<'_>> {
-        let stored = self.stored(seq).filter(|stored| !stored.released)?;
+        let stored = self.stored(seq)?;
         Some(StoredMessage {
             seq,
             subject: &self.subjects[stored.subject as usize],
@@ -146,11 +150,11 @@ impl BrokerCore {
 
     /// Every message the stream holds (not released), in stream order.
     pub fn messages(&self) -> impl Iterator<Item = StoredMessage<'_>> + '_ {
-        (self.first..=self.stream_len()).filter_map(|seq| self.message(seq))
+        self.stream.keys().filter_map(|&seq| self.message(seq))
     }
 
     /// Messages the stream holds now (payloads not released), whatever was published before.
     pub fn retained(&self) -> usize {
-        self.stream.iter().filter(|stored| !stored.released).count()
+        self.stream.len()
     }
 }
