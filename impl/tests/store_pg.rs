@@ -98,13 +98,13 @@ async fn schema_is_created_on_start_once_even_by_concurrent_starts() {
         .map(|started| started.expect("a concurrent start failed"))
         .collect();
     for store in &stores {
-        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3]);
+        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
     }
 
     let created = stores[0].insert(ticket(1, 700), None).await.unwrap();
     drop(stores);
     let restarted = PgStore::connect(database.url(), "tickets").await.unwrap();
-    assert_eq!(restarted.applied_migrations().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(restarted.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
     let found = VersionedStore::<Ticket>::find_by_id(&restarted, created.id)
         .await
         .unwrap();

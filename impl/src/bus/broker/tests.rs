@@ -475,7 +475,7 @@ fn a_group_created_later_starts_at_the_oldest_message_held() {
 }
 
 #[test]
-fn an_unsettled_message_holds_only_itself_and_the_released_slots_behind_it() {
+fn an_unsettled_message_does_not_keep_the_released_ones_after_it() {
     let mut core = interest_core(DEAD_LETTERS_MAX);
     let orders = core.group("orders", &[CREATED], 3).unwrap();
     let o = core.join(orders).unwrap();
