@@ -1,7 +1,8 @@
 //! Memory under steady load: the embedded system (embedded broker, memory stores, served over
 //! a real socket as `ticketing serve` runs it) takes `--updates` ticket updates (200,000) over
 //! a fixed set of `--tickets` tickets (64), `--in-flight` at a time, and reports the process's
-//! resident memory every `--every` updates (10,000).
+//! resident memory every `--every` updates (10,000), once the listeners have settled every
+//! event published so far (the steady state, not the backlog of the last round).
 //!
 //! The record set never grows, so neither should the process once it is warm: after
 //! `--warm-up` updates (100,000: the embedded broker's duplicate window of 100,000 publish
@@ -20,7 +21,7 @@ use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use ticketing::bus::EmbeddedBus;
+use ticketing::bus::{Bus, EmbeddedBus};
 use ticketing::records::UserId;
 use ticketing::services::app::{self, AppOptions};
 use ticketing::services::auth::SessionKey;
@@ -67,6 +68,24 @@ fn resident_bytes() -> Result<u64, String> {
     Ok(pages * PAGE_BYTES)
 }
 
+/// Waits (at most [`DRAIN_LIMIT`]) until the listeners have settled every event published so
+/// far, so each figure is the steady state and not the backlog of the last round; returns the
+/// events the broker still holds.
+async fn drained(bus: &EmbeddedBus) -> usize {
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    loop {
+        let held = bus.inspect(|core| core.retained());
+        if held == 0 || Instant::now() >= deadline {
+            return held;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The longest wait for the listeners to catch up after a round (a version gap's redelivery
+/// backoff can hold an event for tens of seconds).
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -78,7 +97,12 @@ struct Client {
 }
 
 impl Client {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value, String> {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, String> {
         let response = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -99,14 +123,18 @@ impl Client {
 async fn run(options: Options) -> Result<(), String> {
     let key = SessionKey::new(KEY);
     let token = key
-        .issue(&UserId::new("memory"), "memory@test.dev", Duration::from_secs(24 * 3600))
+        .issue(
+            &UserId::new("memory"),
+            "memory@test.dev",
+            Duration::from_secs(24 * 3600),
+        )
         .map_err(|e| format!("token: {e}"))?;
     let mut app_options = AppOptions::new(key, Variant::Reference);
     app_options.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let bus = EmbeddedBus::new();
     let running = app::start(app_options, MemStore::new(), MemStore::new(), bus.clone())
-    .await
-    .map_err(|e| format!("start the app: {e}"))?;
+        .await
+        .map_err(|e| format!("start the app: {e}"))?;
     let client = Client {
         base: format!("http://{}", running.local_addr()),
         http: reqwest::Client::builder()
@@ -130,9 +158,9 @@ async fn run(options: Options) -> Result<(), String> {
         ids.push(id.to_owned());
     }
 
-    println!("| updates | resident MiB | updates/s |");
-    println!("|--------:|-------------:|----------:|");
-    println!("| 0 | {:.1} | |", mib(resident_bytes()?));
+    println!("| updates | resident MiB | updates/s | events held |");
+    println!("|--------:|-------------:|----------:|------------:|");
+    println!("| 0 | {:.1} | | |", mib(resident_bytes()?));
     let mut warm: Option<u64> = None;
     let mut peak_after_warm_up = 0_u64;
     let mut done = 0_u64;
@@ -161,8 +189,9 @@ async fn run(options: Options) -> Result<(), String> {
         }
         done += round;
         let rate = round as f64 / started.elapsed().as_secs_f64();
+        let backlog = drained(&bus).await;
         let resident = resident_bytes()?;
-        println!("| {done} | {:.1} | {rate:.0} |", mib(resident));
+        println!("| {done} | {:.1} | {rate:.0} | {backlog} |", mib(resident));
         if done == options.warm_up {
             warm = Some(resident);
         } else if done > options.warm_up {
@@ -173,6 +202,17 @@ async fn run(options: Options) -> Result<(), String> {
         "broker at the end: {}",
         bus.inspect(|core| format!("{core:?}, {} messages not released", core.retained()))
     );
+    let dead = bus.dead_letters();
+    if let Some(first) = dead.first() {
+        println!(
+            "{} dead letters (after {} updates); the first: {:?} seq {} after {:?}",
+            dead.len(),
+            options.updates,
+            first.subject,
+            first.stream_seq,
+            first.reason
+        );
+    }
     running.shutdown().await;
 
     let Some(warm) = warm else {

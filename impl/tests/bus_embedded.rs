@@ -264,14 +264,19 @@ async fn acknowledged_events_are_released_and_a_replayed_dead_letter_flows_again
     }
     assert_eq!(bus.inspect(|core| core.retained()), 0, "all acknowledged");
     let poison = bytes::Bytes::from_static(b"not an event");
-    let Ok(PublishAck::Stored { seq: poison_seq }) =
-        bus.publish_raw("ticket:updated", poison.clone(), None).await
+    let Ok(PublishAck::Stored { seq: poison_seq }) = bus
+        .publish_raw("ticket:updated", poison.clone(), None)
+        .await
     else {
         panic!("a raw publish without publish id is stored");
     };
     member.next_delivery().await.term("poison").await.unwrap();
     assert_eq!(bus.dead_letters().len(), 1);
-    assert_eq!(bus.inspect(|core| core.retained()), 0, "dead is settled too");
+    assert_eq!(
+        bus.inspect(|core| core.retained()),
+        0,
+        "dead is settled too"
+    );
     assert_eq!(bus.dead_letters_dropped(), 0);
 
     let Some(PublishAck::Stored { seq: replayed }) = bus.replay_dead_letter(poison_seq) else {
@@ -280,7 +285,10 @@ async fn acknowledged_events_are_released_and_a_replayed_dead_letter_flows_again
     assert!(replayed > poison_seq);
     assert!(bus.dead_letters().is_empty(), "replayed: off the list");
     let again = member.next_delivery().await;
-    assert_eq!((again.stream_seq(), again.payload()), (replayed, &poison[..]));
+    assert_eq!(
+        (again.stream_seq(), again.payload()),
+        (replayed, &poison[..])
+    );
     again.ack().await.unwrap();
     assert_eq!(bus.replay_dead_letter(poison_seq), None, "replayed once");
 }

@@ -14,8 +14,8 @@ mod bus_suite;
 use std::process::Command;
 use std::time::Duration;
 
-use bytes::Bytes;
 use bus_suite::{Members, ORDERS, TICKET_SUBJECTS};
+use bytes::Bytes;
 use ticketing::bus::{
     Bus, BusError, DeadLetterReason, Delivery, JetStreamBus, JetStreamConfig, ListenerOptions,
     MessageHandle, PublishAck, Publisher, RawPublisher,
@@ -37,7 +37,11 @@ async fn acknowledged_events_leave_the_server_and_duplicates_are_still_dropped()
     let event = bus_suite::event(Subject::TicketCreated, 1);
     let id = event.publish_id();
     let seq = bus_suite::publish(&bus, &event, Some(&id)).await;
-    assert_eq!(bus.stream_messages().await.unwrap(), 1, "kept for its group");
+    assert_eq!(
+        bus.stream_messages().await.unwrap(),
+        1,
+        "kept for its group"
+    );
     let mut members = Members::new();
     members.add(bus.subscribe(&options).await.unwrap());
     let (_, delivery) = members.next("the event").await;
@@ -79,8 +83,16 @@ async fn a_stream_with_another_retention_is_refused_with_what_to_do() {
         .unwrap();
     match JetStreamBus::connect(config.clone()).await {
         Err(BusError::Broker(message)) => {
-            for needed in ["retention", "nats stream rm", "--stream-prefix", &config.stream] {
-                assert!(message.contains(needed), "{needed:?} missing from: {message}");
+            for needed in [
+                "retention",
+                "nats stream rm",
+                "--stream-prefix",
+                &config.stream,
+            ] {
+                assert!(
+                    message.contains(needed),
+                    "{needed:?} missing from: {message}"
+                );
             }
         }
         other => panic!("a limits stream was accepted: {other:?}"),
@@ -157,7 +169,10 @@ async fn dead_letters_survive_restarts_and_replay_republishes_them() {
         (kept.len() == 2).then_some(kept)
     })
     .await;
-    let poisoned = kept.iter().find(|k| k.letter.stream_seq == poison_seq).unwrap();
+    let poisoned = kept
+        .iter()
+        .find(|k| k.letter.stream_seq == poison_seq)
+        .unwrap();
     assert_eq!(poisoned.letter.subject, "ticket:updated");
     assert_eq!(poisoned.letter.payload, poison.to_vec());
     assert_eq!(poisoned.deliveries, 1);
@@ -175,7 +190,10 @@ async fn dead_letters_survive_restarts_and_replay_republishes_them() {
         "dead_at {:?} is not RFC 3339",
         poisoned.dead_at
     );
-    let ran_out = kept.iter().find(|k| k.letter.stream_seq == doomed_seq).unwrap();
+    let ran_out = kept
+        .iter()
+        .find(|k| k.letter.stream_seq == doomed_seq)
+        .unwrap();
     assert_eq!(ran_out.letter.reason, DeadLetterReason::MaxDeliveries(2));
     assert_eq!(ran_out.deliveries, 2);
     assert_eq!(ran_out.letter.payload, doomed.encode().unwrap());
@@ -198,7 +216,8 @@ async fn dead_letters_survive_restarts_and_replay_republishes_them() {
         )
     );
 
-    let (replayed, said) = dead_letters_command(&["replay", &doomed_seq.to_string()], &url, NAMESPACE);
+    let (replayed, said) =
+        dead_letters_command(&["replay", &doomed_seq.to_string()], &url, NAMESPACE);
     assert!(replayed, "replay failed: {said}");
     let (_, lines) = dead_letters_command(&["list"], &url, NAMESPACE);
     assert_eq!(
@@ -207,7 +226,10 @@ async fn dead_letters_survive_restarts_and_replay_republishes_them() {
         "the replayed dead letter left the list"
     );
     let (missing, _) = dead_letters_command(&["replay", "999"], &url, NAMESPACE);
-    assert!(!missing, "replaying a sequence with no dead letter must fail");
+    assert!(
+        !missing,
+        "replaying a sequence with no dead letter must fail"
+    );
 
     let bus = JetStreamBus::connect(config.clone()).await.unwrap();
     let mut members = Members::new();

@@ -104,7 +104,10 @@ async fn schema_is_created_on_start_once_even_by_concurrent_starts() {
     let created = stores[0].insert(ticket(1, 700), None).await.unwrap();
     drop(stores);
     let restarted = PgStore::connect(database.url(), "tickets").await.unwrap();
-    assert_eq!(restarted.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(
+        restarted.applied_migrations().await.unwrap(),
+        vec![1, 2, 3, 4]
+    );
     let found = VersionedStore::<Ticket>::find_by_id(&restarted, created.id)
         .await
         .unwrap();

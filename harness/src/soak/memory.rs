@@ -57,7 +57,10 @@ pub fn spawn_sampler(
                     mib(sample.resident_bytes)
                 );
             }
-            samples.lock().unwrap_or_else(|p| p.into_inner()).push(sample);
+            samples
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(sample);
         };
         loop {
             take(&samples);

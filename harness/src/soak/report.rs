@@ -161,7 +161,12 @@ impl SoakReport {
         let (Some(first), Some(last)) = (self.memory.first(), self.memory.last()) else {
             return Ok(());
         };
-        let highest = self.memory.iter().map(|s| s.resident_bytes).max().unwrap_or(0);
+        let highest = self
+            .memory
+            .iter()
+            .map(|s| s.resident_bytes)
+            .max()
+            .unwrap_or(0);
         let mib = super::memory::mib;
         writeln!(
             f,

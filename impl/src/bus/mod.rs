@@ -230,7 +230,10 @@ pub trait Bus: Publisher + Clone + 'static {
     /// only for the groups that exist when it is published: a group must be declared before
     /// the events it needs are published (the supervisor joins every group before it starts
     /// the relays).
-    fn declare(&self, options: &ListenerOptions) -> impl Future<Output = Result<(), BusError>> + Send;
+    fn declare(
+        &self,
+        options: &ListenerOptions,
+    ) -> impl Future<Output = Result<(), BusError>> + Send;
 
     /// Joins `options.queue_group` as one more member, creating the group's durable
     /// subscription (delivering everything the stream holds) if it does not exist.

@@ -49,9 +49,11 @@ pub async fn run(args: DeadLettersArgs) -> ExitCode {
 
 async fn run_inner(args: DeadLettersArgs) -> Result<(), String> {
     let Some(url) = args.bus else {
-        return Err("dead-letters needs --bus NATS_URL: the embedded broker keeps its dead \
+        return Err(
+            "dead-letters needs --bus NATS_URL: the embedded broker keeps its dead \
                     letters in the memory of its `serve` process"
-            .to_owned());
+                .to_owned(),
+        );
     };
     let bus = app::connect_bus(&url, args.stream_prefix.as_deref())
         .await

@@ -240,7 +240,10 @@ mod tests {
         assert_eq!(relay_batch(&store, &publisher, 10).await.unwrap(), 2);
         let published: Vec<Id> = publisher.events().iter().map(Event::record_id).collect();
         assert_eq!(published, vec![ids[0], ids[2]]);
-        assert!(store.outbox_snapshot().is_empty(), "nothing left to stall on");
+        assert!(
+            store.outbox_snapshot().is_empty(),
+            "nothing left to stall on"
+        );
         let quarantined = store.quarantined().await.unwrap();
         assert_eq!(quarantined.len(), 1);
         assert_eq!(quarantined[0].subject, "ticket:created");
@@ -249,7 +252,11 @@ mod tests {
             "the payload is kept: {}",
             quarantined[0].payload
         );
-        assert!(quarantined[0].error.contains("cannot encode"), "{:?}", quarantined[0]);
+        assert!(
+            quarantined[0].error.contains("cannot encode"),
+            "{:?}",
+            quarantined[0]
+        );
         assert_eq!(relay_batch(&store, &publisher, 10).await.unwrap(), 0);
     }
 

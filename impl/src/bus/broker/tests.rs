@@ -422,7 +422,10 @@ fn interest_retention_releases_a_message_once_every_listening_group_settled_it()
     assert!(core.message(created).is_some(), "audit has not settled it");
     core.deliver(audit, created, a).unwrap();
     core.term(audit, created, 1, "poison");
-    assert!(core.message(created).is_none(), "dead-lettered: settled too");
+    assert!(
+        core.message(created).is_none(),
+        "dead-lettered: settled too"
+    );
     assert_eq!(core.retained(), 1, "only the order message is held");
     assert_eq!(core.status(orders, created), Some(Status::Acked));
     assert_eq!(core.status(audit, created), Some(Status::Dead));
@@ -461,7 +464,11 @@ fn a_group_created_later_starts_at_the_oldest_message_held() {
     let late = core.group("late", &[CREATED], 3).unwrap();
     let l = core.join(late).unwrap();
     assert_eq!(core.pending(late), vec![3]);
-    assert_eq!(core.status(late, 1), None, "released before the group existed");
+    assert_eq!(
+        core.status(late, 1),
+        None,
+        "released before the group existed"
+    );
     assert_eq!(
         core.deliver(late, 1, l),
         Err(CoreError::NoSuchMessage(1)),
@@ -495,7 +502,10 @@ fn an_unsettled_message_does_not_keep_the_released_ones_after_it() {
         "released messages leave even behind an unsettled message"
     );
     assert!(matches!(core.ack(orders, 1), Effect::Changed { .. }));
-    assert!(core.stream.is_empty(), "all settled: the stream holds nothing");
+    assert!(
+        core.stream.is_empty(),
+        "all settled: the stream holds nothing"
+    );
     assert!(core.groups[orders.index()].window.is_empty());
     assert_eq!(core.status(orders, 500), Some(Status::Acked));
 }
@@ -515,7 +525,10 @@ fn dead_letters_are_kept_up_to_their_cap_and_the_dropped_are_counted() {
     assert_eq!(kept, vec![2, 3], "the oldest was dropped");
     assert_eq!(core.dead_letters_dropped(), 1);
     assert_eq!(core.status(orders, 2), Some(Status::Dead));
-    assert!(core.groups[orders.index()].dead.len() <= 2, "the group forgot it too");
+    assert!(
+        core.groups[orders.index()].dead.len() <= 2,
+        "the group forgot it too"
+    );
     assert!(core.remove_dead_letter(2));
     assert!(!core.remove_dead_letter(2), "removed once");
     assert_eq!(core.dead_letters().len(), 1);

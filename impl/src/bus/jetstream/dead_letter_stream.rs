@@ -79,9 +79,7 @@ impl DeadLetterStream {
         let name = dead_letter_stream_name(config);
         let wanted = jetstream::stream::Config {
             name: name.clone(),
-            description: Some(
-                "ticketing dead letters: events a queue group gave up on".to_owned(),
-            ),
+            description: Some("ticketing dead letters: events a queue group gave up on".to_owned()),
             subjects: vec![dead_letter_subject(config)],
             retention: RetentionPolicy::Limits,
             storage: match config.storage {
@@ -128,7 +126,10 @@ fn parse(message: &jetstream::message::StreamMessage) -> Option<StoredDeadLetter
     let reason = match header(headers, REASON_HEADER)? {
         "max deliveries" => DeadLetterReason::MaxDeliveries(deliveries),
         other => DeadLetterReason::Terminated(
-            other.strip_prefix("terminated: ").unwrap_or(other).to_owned(),
+            other
+                .strip_prefix("terminated: ")
+                .unwrap_or(other)
+                .to_owned(),
         ),
     };
     Some(StoredDeadLetter {
@@ -140,7 +141,9 @@ fn parse(message: &jetstream::message::StreamMessage) -> Option<StoredDeadLetter
             reason,
         },
         deliveries,
-        dead_at: header(headers, DEAD_AT_HEADER).unwrap_or_default().to_owned(),
+        dead_at: header(headers, DEAD_AT_HEADER)
+            .unwrap_or_default()
+            .to_owned(),
     })
 }
 
@@ -225,7 +228,10 @@ impl JetStreamBus {
     /// Republishes the dead letter of event-stream sequence `stream_seq` on its subject (a new
     /// message, publish id `replay-<seq>`), then removes it from the dead-letter stream.
     /// `Ok(None)` if no dead letter has that sequence.
-    pub async fn replay_dead_letter(&self, stream_seq: u64) -> Result<Option<PublishAck>, BusError> {
+    pub async fn replay_dead_letter(
+        &self,
+        stream_seq: u64,
+    ) -> Result<Option<PublishAck>, BusError> {
         let dead_letters = self.inner.dead_letters.stream();
         let found = dead_letters
             .stored()

@@ -41,7 +41,10 @@ impl Outbox for PgStore {
             let seq = to_u64(seq, "outbox seq").map_err(|why| self.corrupt(doing, why))?;
             match Event::decode(subject, payload.as_bytes()) {
                 Ok(event) => entries.push(OutboxEntry { seq, event }),
-                Err(error) => self.quarantine(seq, &format!("does not decode: {error}")).await?,
+                Err(error) => {
+                    self.quarantine(seq, &format!("does not decode: {error}"))
+                        .await?
+                }
             }
         }
         Ok(entries)
