@@ -70,8 +70,7 @@ pub fn spawn_sampler(
             }
         }
         take(&samples);
-        let taken = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        taken
+        samples.lock().unwrap_or_else(|p| p.into_inner()).clone()
     })
 }
 
