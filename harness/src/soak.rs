@@ -33,6 +33,7 @@
 //!
 //! - [`options`]: the run's parameters, fault kinds, the loopback-only rule, where progress
 //!   goes, and why a run could not start.
+//! - [`memory`]: the process's resident memory, sampled over the run.
 //! - [`hooks`]: the hooks on every member's deliveries: counting, crash and late plans.
 //! - [`publish_log`]: the counting publisher the services publish through.
 //! - [`system`]: the system under soak (`app::serve` with those hooks), the fault operations
@@ -54,6 +55,7 @@ use ticketing::variant::Variant;
 pub mod check;
 pub mod faults;
 pub mod hooks;
+pub mod memory;
 pub mod options;
 pub mod publish_log;
 pub mod quiesce;
@@ -242,6 +244,8 @@ pub async fn soak(options: SoakOptions, progress: Progress) -> Result<SoakReport
     let stop_clients = CancellationToken::new();
     let budget_spent = CancellationToken::new();
     let started = tokio::time::Instant::now();
+    let stop_sampling = CancellationToken::new();
+    let sampler = memory::spawn_sampler(started, progress, stop_sampling.clone());
     let clients = workload::spawn_clients(
         &options,
         system.base_url(),
@@ -276,6 +280,8 @@ pub async fn soak(options: SoakOptions, progress: Progress) -> Result<SoakReport
     let quiescence = quiesce::wait(&system, options.quiesce_timeout).await;
     let state = quiesce::read_state(&system).await;
     let counts = system.counts().await;
+    stop_sampling.cancel();
+    let memory = sampler.await.unwrap_or_default();
     system.shutdown().await;
     let verdicts = check::all(&history, &state, &quiescence, &counts, &fault_log);
     Ok(SoakReport {
@@ -287,6 +293,7 @@ pub async fn soak(options: SoakOptions, progress: Progress) -> Result<SoakReport
         quiescence,
         state: report::StateSummary::of(&state),
         verdicts,
+        memory,
         total_time: run_started.elapsed(),
     })
 }

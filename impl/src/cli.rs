@@ -1,4 +1,6 @@
-//! The command line: `serve` and `token` (see `ticketing --help`).
+//! The command line: `serve`, `token` and `dead-letters` (see `ticketing --help`).
+
+mod dead_letters;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -43,6 +45,9 @@ enum Command {
     /// Without JWT_KEY the development key is used (matching a `serve` on the embedded
     /// profile), with a note on stderr.
     Token(TokenArgs),
+    /// List or replay the dead letters kept on JetStream (with the --bus and --stream-prefix
+    /// that `serve` was given).
+    DeadLetters(dead_letters::DeadLettersArgs),
 }
 
 #[derive(Args, Debug)]
@@ -136,6 +141,16 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Token(args) => token(args),
+        Command::DeadLetters(args) => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(dead_letters::run(args)),
+            Err(error) => {
+                eprintln!("ticketing: cannot start the async runtime: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => {
             init_tracing();
             let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -196,6 +196,17 @@ pub struct EncodeError {
     source: serde_json::Error,
 }
 
+impl EncodeError {
+    /// An encoding failure of a `subject` event saying `why` (for fakes that stand in for a
+    /// serializer that fails).
+    pub(crate) fn new(subject: Subject, why: &str) -> Self {
+        Self {
+            subject,
+            source: <serde_json::Error as serde::ser::Error>::custom(why),
+        }
+    }
+}
+
 impl Event {
     /// The subject the event is published on.
     pub const fn subject(&self) -> Subject {

@@ -25,7 +25,7 @@
 //! | `ticketing_outbox_depth` | gauge | `service` | the relay: entries pending at its last read (at most one batch), 0 once it published all it read |
 //! | `ticketing_outbox_relay_lag_seconds` | gauge | `service` | the relay: how long the entry at the head of the outbox has been there, as the relay saw it (0 when drained) |
 //! | `ticketing_outbox_published_total` | counter | `service` | the relay, per entry published |
-//! | `ticketing_outbox_quarantined_total` | counter | `service` | for a relay that sets aside an entry it cannot publish ([`outbox_quarantined`]) |
+//! | `ticketing_outbox_quarantined_total` | counter | `subject` | an outbox entry set aside because it cannot be published ([`outbox_quarantined`]) |
 //! | `ticketing_orders_expired_total` | counter | none | the orders service's expiry, per order it cancelled |
 //!
 //! Counters are per process: two `serve` processes each count what they did.
@@ -149,9 +149,11 @@ pub fn outbox_published(service: &'static str, count: usize) {
     metrics::counter!(OUTBOX_PUBLISHED, "service" => service).increment(count as u64);
 }
 
-/// A relay set aside an entry of `service`'s outbox that cannot be published.
-pub fn outbox_quarantined(service: &'static str) {
-    metrics::counter!(OUTBOX_QUARANTINED, "service" => service).increment(1);
+/// An outbox entry on `subject` that cannot be published was set aside (by the relay, or by
+/// the store reading a row it cannot decode, which does not know the service: hence the
+/// subject, which names it).
+pub fn outbox_quarantined(subject: &str) {
+    metrics::counter!(OUTBOX_QUARANTINED, "subject" => subject.to_owned()).increment(1);
 }
 
 /// The orders service's expiry cancelled an order.

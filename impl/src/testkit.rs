@@ -338,8 +338,8 @@ mod nats {
     }
 
     /// A JetStream namespace of one test's own: stream `TKT_...` over subjects `TKT_....<name>`
-    /// on the `NATS_URL` server. The stream is deleted when this is dropped, even if the test
-    /// panics.
+    /// on the `NATS_URL` server. The stream and its dead-letter stream are deleted when this is
+    /// dropped, even if the test panics.
     #[derive(Debug)]
     pub struct FreshStream {
         config: JetStreamConfig,
@@ -371,7 +371,12 @@ mod nats {
                     let client = async_nats::connect(config.url.as_str())
                         .await
                         .map_err(|error| error.to_string())?;
-                    async_nats::jetstream::new(client)
+                    let context = async_nats::jetstream::new(client);
+                    // Its dead-letter stream first (absent if never connected: fine).
+                    let _ = context
+                        .delete_stream(crate::bus::jetstream::dead_letter_stream_name(&config))
+                        .await;
+                    context
                         .delete_stream(&config.stream)
                         .await
                         .map(|_| ())

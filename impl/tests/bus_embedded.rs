@@ -248,3 +248,47 @@ async fn a_panicking_handler_is_counted_and_its_event_redelivered() {
     assert_eq!((report.handled, report.handler_panics), (2, 1));
     assert!(bus.dead_letters().is_empty());
 }
+
+/// Interest retention on the embedded bus: once its one group acknowledged every event, the
+/// broker holds none of them; a dead letter replayed is stored again as a new message, reaches
+/// the group, and leaves the dead-letter list.
+#[tokio::test(start_paused = true)]
+async fn acknowledged_events_are_released_and_a_replayed_dead_letter_flows_again() {
+    use ticketing::bus::{PublishAck, RawPublisher};
+    let bus = EmbeddedBus::new();
+    let options = bus_suite::options(ORDERS, &TICKET_SUBJECTS, bus_suite::LONG_ACK_WAIT, 4);
+    let mut member = bus.subscribe(&options).await.unwrap();
+    for n in 0..3 {
+        bus_suite::publish(&bus, &bus_suite::event(Subject::TicketCreated, n), None).await;
+        member.next_delivery().await.ack().await.unwrap();
+    }
+    assert_eq!(bus.inspect(|core| core.retained()), 0, "all acknowledged");
+    let poison = bytes::Bytes::from_static(b"not an event");
+    let Ok(PublishAck::Stored { seq: poison_seq }) = bus
+        .publish_raw("ticket:updated", poison.clone(), None)
+        .await
+    else {
+        panic!("a raw publish without publish id is stored");
+    };
+    member.next_delivery().await.term("poison").await.unwrap();
+    assert_eq!(bus.dead_letters().len(), 1);
+    assert_eq!(
+        bus.inspect(|core| core.retained()),
+        0,
+        "dead is settled too"
+    );
+    assert_eq!(bus.dead_letters_dropped(), 0);
+
+    let Some(PublishAck::Stored { seq: replayed }) = bus.replay_dead_letter(poison_seq) else {
+        panic!("the dead letter is replayed as a new message");
+    };
+    assert!(replayed > poison_seq);
+    assert!(bus.dead_letters().is_empty(), "replayed: off the list");
+    let again = member.next_delivery().await;
+    assert_eq!(
+        (again.stream_seq(), again.payload()),
+        (replayed, &poison[..])
+    );
+    again.ack().await.unwrap();
+    assert_eq!(bus.replay_dead_letter(poison_seq), None, "replayed once");
+}

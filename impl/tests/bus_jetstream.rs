@@ -133,7 +133,7 @@ async fn the_stream_and_consumers_are_mapped_as_documented() {
     assert_eq!(subjects, expected);
     assert_eq!(
         info.retention,
-        async_nats::jetstream::stream::RetentionPolicy::Limits
+        async_nats::jetstream::stream::RetentionPolicy::Interest
     );
     assert_eq!(
         info.storage,
@@ -261,6 +261,7 @@ async fn a_durable_consumer_survives_a_broker_restart() {
     let options = bus_suite::options(ORDERS, &TICKET_SUBJECTS, Duration::from_secs(1), 1);
 
     let bus = JetStreamBus::connect(config.clone()).await.unwrap();
+    bus_suite::declare(&bus, &options).await;
     let mut published = Vec::new();
     for n in 0..10 {
         let event = bus_suite::event(Subject::TicketCreated, n);
@@ -334,6 +335,8 @@ async fn other_subjects_are_skipped_and_settled() {
         return;
     };
     let backend = JetStream { namespace };
+    let orders = bus_suite::options(ORDERS, &TICKET_SUBJECTS, bus_suite::LONG_ACK_WAIT, 8);
+    bus_suite::declare(&bus, &orders).await;
     for n in 0..4 {
         bus_suite::publish(
             &bus,
@@ -343,16 +346,7 @@ async fn other_subjects_are_skipped_and_settled() {
         .await;
     }
     let mut members = Members::new();
-    members.add(
-        bus.subscribe(&bus_suite::options(
-            ORDERS,
-            &TICKET_SUBJECTS,
-            bus_suite::LONG_ACK_WAIT,
-            8,
-        ))
-        .await
-        .unwrap(),
-    );
+    members.add(bus.subscribe(&orders).await.unwrap());
     bus_suite::settled(&backend, &bus, ORDERS).await;
     assert!(
         members.try_next().is_none(),

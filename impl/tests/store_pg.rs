@@ -98,13 +98,16 @@ async fn schema_is_created_on_start_once_even_by_concurrent_starts() {
         .map(|started| started.expect("a concurrent start failed"))
         .collect();
     for store in &stores {
-        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3]);
+        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
     }
 
     let created = stores[0].insert(ticket(1, 700), None).await.unwrap();
     drop(stores);
     let restarted = PgStore::connect(database.url(), "tickets").await.unwrap();
-    assert_eq!(restarted.applied_migrations().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(
+        restarted.applied_migrations().await.unwrap(),
+        vec![1, 2, 3, 4]
+    );
     let found = VersionedStore::<Ticket>::find_by_id(&restarted, created.id)
         .await
         .unwrap();
@@ -323,4 +326,59 @@ async fn find_by_event_finds_the_version_an_event_applies_to() {
     assert_eq!(at(1).await.unwrap(), None);
     assert_eq!(at(3).await.unwrap(), None);
     assert_eq!(at(0).await.unwrap(), None);
+}
+
+/// An outbox row that does not decode (written by hand here, as a bad migration or a bug
+/// could) is quarantined with its error, payload and subject, and the entries after it are
+/// relayed: it never stalls the relay, and the quarantine survives in its table.
+#[tokio::test]
+async fn an_outbox_row_that_does_not_decode_is_quarantined_and_the_relay_goes_on() {
+    let test = "an_outbox_row_that_does_not_decode_is_quarantined_and_the_relay_goes_on";
+    let Some((store, database)) = pg_store(test, "tickets").await else {
+        return;
+    };
+    let (client, connection) = tokio_postgres::connect(database.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "INSERT INTO tickets.outbox (subject, payload) \
+             VALUES ('ticket:created', '{\"not\": \"a ticket\"}')",
+        )
+        .await
+        .unwrap();
+    let event = Event::TicketCreated(ticketing::events::TicketCreated {
+        id: id(2),
+        version: 0,
+        title: "t".into(),
+        price: price(100),
+        user_id: store_support::user(1),
+    });
+    store
+        .insert(ticket(2, 100), Some(event.clone()))
+        .await
+        .unwrap();
+    let publisher = ticketing::services::fakes::RecordingPublisher::new();
+    let relayed = within(
+        "a relay round",
+        ticketing::services::relay::relay_batch(&store, &publisher, 10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(relayed, 1);
+    assert_eq!(publisher.events(), vec![event]);
+    assert!(store.pending(10).await.unwrap().is_empty());
+    let quarantined = store.quarantined().await.unwrap();
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].seq, 1);
+    assert_eq!(quarantined[0].subject, "ticket:created");
+    assert_eq!(quarantined[0].payload, r#"{"not": "a ticket"}"#);
+    assert!(
+        quarantined[0].error.starts_with("does not decode"),
+        "{:?}",
+        quarantined[0]
+    );
+    let reopened = PgStore::connect(database.url(), "tickets").await.unwrap();
+    assert_eq!(reopened.quarantined().await.unwrap(), quarantined);
 }

@@ -122,6 +122,8 @@ pub struct SoakReport {
     pub state: StateSummary,
     /// Each property's verdict.
     pub verdicts: Vec<Verdict>,
+    /// The process's resident memory, sampled from the clients' start to quiescence.
+    pub memory: Vec<super::memory::Sample>,
     /// The whole run, setup and teardown included.
     pub total_time: Duration,
 }
@@ -147,12 +149,41 @@ impl fmt::Display for SoakReport {
         self.write_faults(f)?;
         self.write_events(f)?;
         self.write_final_state(f)?;
+        self.write_memory(f)?;
         self.write_verdicts(f)
     }
 }
 
 /// The report's sections, in the order it prints them.
 impl SoakReport {
+    /// The resident memory over the run (first, highest, last, and every sample).
+    fn write_memory(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (Some(first), Some(last)) = (self.memory.first(), self.memory.last()) else {
+            return Ok(());
+        };
+        let highest = self
+            .memory
+            .iter()
+            .map(|s| s.resident_bytes)
+            .max()
+            .unwrap_or(0);
+        let mib = super::memory::mib;
+        writeln!(
+            f,
+            "resident memory: {:.1} MiB at the start, {:.1} MiB at the highest, {:.1} MiB at \
+             the end; every {} s: {}",
+            mib(first.resident_bytes),
+            mib(highest),
+            mib(last.resident_bytes),
+            super::memory::SAMPLE_EVERY.as_secs(),
+            self.memory
+                .iter()
+                .map(|s| format!("{:.0}", mib(s.resident_bytes)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    }
+
     /// Where it ran, and the system's parameters.
     fn write_setup(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let options = &self.options;

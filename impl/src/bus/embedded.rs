@@ -28,7 +28,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::broker::{
-    BrokerCore, DeliveryTicket, DuplicateWindow, Effect, GroupId, MemberId, Status,
+    BrokerCore, DEAD_LETTERS_MAX, DeliveryTicket, DuplicateWindow, Effect, GroupId, MemberId,
+    Retention, Status,
 };
 use super::{
     Bus, BusError, DeadLetter, Delivery, ListenerOptions, MessageHandle, PublishAck, Publisher,
@@ -38,10 +39,26 @@ use crate::events::Event;
 use crate::sync::Mutex;
 
 /// How an [`EmbeddedBus`] is set up.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EmbeddedConfig {
     /// How many publish ids are remembered to drop duplicate publishes.
     pub duplicate_window: DuplicateWindow,
+    /// Which messages are kept: by default until every group that listens has settled them.
+    pub retention: Retention,
+    /// The most dead letters kept; older ones are dropped and counted.
+    pub dead_letters_max: usize,
+}
+
+impl Default for EmbeddedConfig {
+    /// The default duplicate window (100,000 publish ids), interest retention, and
+    /// [`DEAD_LETTERS_MAX`] dead letters.
+    fn default() -> Self {
+        Self {
+            duplicate_window: DuplicateWindow::default(),
+            retention: Retention::Interest,
+            dead_letters_max: DEAD_LETTERS_MAX,
+        }
+    }
 }
 
 /// The embedded broker: cheap to clone (every clone is the same broker), lives as long as any
@@ -163,6 +180,23 @@ impl State {
             _ => {}
         }
         Ok(wake_timer)
+    }
+
+    /// The group's id, its durable consumer (and driver) created if missing.
+    fn declare(&mut self, options: &ListenerOptions) -> Result<GroupId, BusError> {
+        let subjects: Vec<&str> = options.subjects.iter().map(|s| s.as_str()).collect();
+        let group = self
+            .core
+            .group(&options.queue_group, &subjects, options.max_deliver)
+            .map_err(|error| BusError::Broker(error.to_string()))?;
+        if group.index() == self.groups.len() {
+            self.groups.push(GroupDriver {
+                ack_wait: options.ack_wait,
+                ack_deadlines: VecDeque::new(),
+                idle: Vec::new(),
+            });
+        }
+        Ok(group)
     }
 
     /// Starts the ack-wait timer of a delivery; true if the timer task must be woken.
@@ -332,7 +366,11 @@ impl EmbeddedBus {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
-                    core: BrokerCore::new(config.duplicate_window),
+                    core: BrokerCore::with_retention(
+                        config.duplicate_window,
+                        config.retention,
+                        config.dead_letters_max,
+                    ),
                     groups: Vec::new(),
                     members: Vec::new(),
                     delays: BinaryHeap::new(),
@@ -346,6 +384,31 @@ impl EmbeddedBus {
     /// Looks at the broker's state (stream, statuses, dead letters) in one consistent step.
     pub fn inspect<R>(&self, look: impl FnOnce(&BrokerCore) -> R) -> R {
         look(&self.shared.state.lock().core)
+    }
+
+    /// Dead letters dropped because more than `dead_letters_max` were kept (where a metrics
+    /// exporter reads the count).
+    pub fn dead_letters_dropped(&self) -> u64 {
+        self.inspect(BrokerCore::dead_letters_dropped)
+    }
+
+    /// Republishes the dead letter of stream sequence `seq` on its subject (as a new message,
+    /// with no publish id) and removes it from the list. `None` if no dead letter has `seq`.
+    pub fn replay_dead_letter(&self, seq: u64) -> Option<PublishAck> {
+        let mut state = self.shared.state.lock();
+        let letter = state
+            .core
+            .dead_letters()
+            .find(|letter| letter.stream_seq == seq)
+            .cloned()?;
+        let ack = state
+            .core
+            .publish(&letter.subject, Bytes::from(letter.payload), None);
+        if let PublishAck::Stored { seq } = ack {
+            state.published(seq);
+        }
+        state.core.remove_dead_letter(seq);
+        Some(ack)
     }
 
     fn store(&self, subject: &str, payload: Bytes, publish_id: Option<&str>) -> PublishAck {
@@ -383,25 +446,22 @@ impl RawPublisher for EmbeddedBus {
 impl Bus for EmbeddedBus {
     type Subscription = EmbeddedSubscription;
 
+    async fn declare(&self, options: &ListenerOptions) -> Result<(), BusError> {
+        options.validate()?;
+        self.shared.state.lock().declare(options)?;
+        Ok(())
+    }
+
     async fn subscribe(&self, options: &ListenerOptions) -> Result<EmbeddedSubscription, BusError> {
         options.validate()?;
         let max_in_flight = u32::try_from(options.max_in_flight).unwrap_or(u32::MAX);
-        let subjects: Vec<&str> = options.subjects.iter().map(|s| s.as_str()).collect();
         let notify = Arc::new(Notify::new());
         let mut state = self.shared.state.lock();
-        let core_error = |error: super::broker::CoreError| BusError::Broker(error.to_string());
-        let group = state
+        let group = state.declare(options)?;
+        let member = state
             .core
-            .group(&options.queue_group, &subjects, options.max_deliver)
-            .map_err(core_error)?;
-        if group.index() == state.groups.len() {
-            state.groups.push(GroupDriver {
-                ack_wait: options.ack_wait,
-                ack_deadlines: VecDeque::new(),
-                idle: Vec::new(),
-            });
-        }
-        let member = state.core.join(group).map_err(core_error)?;
+            .join(group)
+            .map_err(|error| BusError::Broker(error.to_string()))?;
         debug_assert_eq!(member.index(), state.members.len());
         state.members.push(MemberDriver {
             notify: Arc::clone(&notify),
@@ -425,7 +485,7 @@ impl Bus for EmbeddedBus {
     }
 
     fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.inspect(|core| core.dead_letters().to_vec())
+        self.inspect(|core| core.dead_letters().cloned().collect())
     }
 }
 

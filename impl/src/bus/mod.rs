@@ -243,8 +243,18 @@ pub trait Bus: Publisher + Clone + 'static {
     /// A member's subscription.
     type Subscription: Subscription;
 
+    /// Creates the group's durable subscription if it does not exist, without joining it.
+    /// Under interest retention (JetStream's, as this project sets it up) an event is kept
+    /// only for the groups that exist when it is published: a group must be declared before
+    /// the events it needs are published (the supervisor joins every group before it starts
+    /// the relays).
+    fn declare(
+        &self,
+        options: &ListenerOptions,
+    ) -> impl Future<Output = Result<(), BusError>> + Send;
+
     /// Joins `options.queue_group` as one more member, creating the group's durable
-    /// subscription (delivering everything from the start of the stream) if it does not exist.
+    /// subscription (delivering everything the stream holds) if it does not exist.
     fn subscribe(
         &self,
         options: &ListenerOptions,

@@ -382,7 +382,9 @@ async fn connect_stores(url: &str) -> Result<(PgStore, PgStore), StartError> {
     Ok((tickets, orders))
 }
 
-async fn connect_bus(url: &str, namespace: Option<&str>) -> Result<JetStreamBus, StartError> {
+/// Connects to the JetStream server at `url`, in the namespace `serve --stream-prefix` names
+/// (stream `TICKETING` over the bare subjects without one).
+pub async fn connect_bus(url: &str, namespace: Option<&str>) -> Result<JetStreamBus, StartError> {
     let config = match namespace {
         Some(name) => JetStreamConfig::namespaced(name),
         None => JetStreamConfig::default(),

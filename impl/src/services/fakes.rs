@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::bus::{BusError, MessageHandle, PublishAck, Publisher};
-use crate::events::Event;
+use crate::events::{EncodeError, Event};
+use crate::id::Id;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing in here can panic while holding the lock; a poisoned lock's data is still good.
@@ -83,6 +84,7 @@ struct Published {
     events: Vec<(Event, Option<String>)>,
     publish_ids: HashSet<String>,
     failing: bool,
+    unencodable: Option<Id>,
 }
 
 /// A publisher that records what it stores. Clones share the record.
@@ -115,6 +117,12 @@ impl RecordingPublisher {
     pub fn set_failing(&self, failing: bool) {
         lock(&self.published).failing = failing;
     }
+
+    /// From now on every event of record `record` fails to encode ([`BusError::Encode`]), as
+    /// an event no retry can publish; `None`: none does.
+    pub fn set_unencodable(&self, record: Option<Id>) {
+        lock(&self.published).unencodable = record;
+    }
 }
 
 impl Publisher for RecordingPublisher {
@@ -126,6 +134,12 @@ impl Publisher for RecordingPublisher {
         let mut published = lock(&self.published);
         if published.failing {
             return Err(BusError::Broker("recording publisher set to fail".into()));
+        }
+        if published.unencodable == Some(event.record_id()) {
+            return Err(BusError::Encode(EncodeError::new(
+                event.subject(),
+                "this record's events are set not to encode",
+            )));
         }
         if let Some(id) = publish_id
             && !published.publish_ids.insert(id.to_owned())

@@ -1,7 +1,8 @@
 //! The outbox relay: publishes a service's outbox, in order, with publish ids.
 //!
 //! The invariant: an entry leaves the outbox only after the broker stored it (or recognised it
-//! as a duplicate of its publish id). A relay that crashes between publishing and marking
+//! as a duplicate of its publish id), or to quarantine when it can never be published (it does
+//! not encode, or, on PostgreSQL, does not decode): one such entry never stalls the relay. A relay that crashes between publishing and marking
 //! publishes the same entries again after a restart, and the broker drops them by publish id;
 //! nothing written with a record change is ever lost.
 
@@ -52,8 +53,9 @@ pub enum RelayError {
 }
 
 /// One round: publishes up to `limit` pending entries in order, then marks them published.
-/// Returns how many were published. On a publish failure, marks the entries published before
-/// it and reports the error.
+/// Returns how many were published. An entry that cannot be encoded is quarantined and the
+/// round goes on. On any other publish failure, marks the entries published before it and
+/// reports the error.
 pub async fn relay_batch<O, P>(outbox: &O, publisher: &P, limit: usize) -> Result<usize, RelayError>
 where
     O: Outbox,
@@ -81,6 +83,10 @@ where
         let publish_id = entry.event.publish_id();
         match publisher.publish(&entry.event, Some(&publish_id)).await {
             Ok(_) => published.push(entry.seq),
+            // No retry can publish what does not encode: set it aside and go on.
+            Err(BusError::Encode(error)) => {
+                outbox.quarantine(entry.seq, &error.to_string()).await?;
+            }
             Err(error) => {
                 failure = Some(error);
                 break;
@@ -270,6 +276,35 @@ mod tests {
         publisher.set_failing(false);
         assert_eq!(relay_batch(&store, &publisher, 10).await.unwrap(), 2);
         assert_eq!(publisher.events().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_entry_that_cannot_be_encoded_is_quarantined_and_the_rest_flow() {
+        let store = MemStore::new();
+        let ids = create_tickets(&store, 3).await;
+        let publisher = RecordingPublisher::new();
+        publisher.set_unencodable(Some(ids[1]));
+        assert_eq!(relay_batch(&store, &publisher, 10).await.unwrap(), 2);
+        let published: Vec<Id> = publisher.events().iter().map(Event::record_id).collect();
+        assert_eq!(published, vec![ids[0], ids[2]]);
+        assert!(
+            store.outbox_snapshot().is_empty(),
+            "nothing left to stall on"
+        );
+        let quarantined = store.quarantined().await.unwrap();
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!(quarantined[0].subject, "ticket:created");
+        assert!(
+            quarantined[0].payload.contains(&ids[1].to_string()),
+            "the payload is kept: {}",
+            quarantined[0].payload
+        );
+        assert!(
+            quarantined[0].error.contains("cannot encode"),
+            "{:?}",
+            quarantined[0]
+        );
+        assert_eq!(relay_batch(&store, &publisher, 10).await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -20,7 +20,8 @@ use crate::id::Id;
 use crate::price::Price;
 use crate::records::{Order, OrderStatus, Record, Reservation, Ticket, TicketReplica, Version};
 use crate::store::{
-    Listing, OrderBook, Outbox, OutboxEntry, ReservationCheck, StoreError, VersionedStore,
+    Listing, OrderBook, Outbox, OutboxEntry, Quarantined, ReservationCheck, StoreError,
+    VersionedStore, note_quarantined,
 };
 use crate::sync::{Arc, Mutex};
 
@@ -171,6 +172,7 @@ impl TicketReservations {
 struct OutboxQueue {
     next_seq: u64,
     entries: VecDeque<OutboxEntry>,
+    quarantined: Vec<Quarantined>,
 }
 
 struct Tables {
@@ -443,6 +445,33 @@ impl Outbox for MemStore {
         let mut outbox = self.tables.outbox.lock();
         outbox.entries.retain(|entry| !seqs.contains(&entry.seq));
         Ok(())
+    }
+
+    async fn quarantine(&self, seq: u64, error: &str) -> Result<(), StoreError> {
+        let mut outbox = self.tables.outbox.lock();
+        let Some(at) = outbox.entries.iter().position(|entry| entry.seq == seq) else {
+            return Ok(());
+        };
+        let Some(entry) = outbox.entries.remove(at) else {
+            return Ok(());
+        };
+        let subject = entry.event.subject().as_str();
+        note_quarantined(seq, subject, error);
+        let payload = match entry.event.encode() {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(_) => format!("{:?}", entry.event),
+        };
+        outbox.quarantined.push(Quarantined {
+            seq,
+            subject: subject.to_owned(),
+            payload,
+            error: error.to_owned(),
+        });
+        Ok(())
+    }
+
+    async fn quarantined(&self) -> Result<Vec<Quarantined>, StoreError> {
+        Ok(self.tables.outbox.lock().quarantined.clone())
     }
 
     async fn outbox_written(&self) {

@@ -242,6 +242,32 @@ pub struct OutboxEntry {
     pub event: Event,
 }
 
+/// An outbox entry that could not be published (it does not decode, or cannot be encoded),
+/// set aside with its error so the relay goes on with the next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Its position in the outbox.
+    pub seq: u64,
+    /// The subject it was written for.
+    pub subject: String,
+    /// Its payload as stored (the event's encoding, or what stood in its place).
+    pub payload: String,
+    /// Why it could not be published.
+    pub error: String,
+}
+
+/// Every quarantined outbox entry passes here once, when it is set aside: the one place to
+/// count them (a metrics counter hooks in here) and to say so in the log.
+pub fn note_quarantined(seq: u64, subject: &str, error: &str) {
+    crate::metrics::outbox_quarantined(subject);
+    tracing::error!(
+        outbox_seq = seq,
+        subject,
+        error,
+        "outbox entry quarantined: it cannot be published; the relay goes on with the next"
+    );
+}
+
 /// The transactional outbox, read by the relay.
 pub trait Outbox: Send + Sync {
     /// Up to `limit` unpublished entries, oldest first.
@@ -252,6 +278,18 @@ pub trait Outbox: Send + Sync {
 
     /// Removes published entries.
     fn mark_published(&self, seqs: &[u64]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Moves entry `seq` out of the outbox into quarantine, with `error` (calling
+    /// [`note_quarantined`]); nothing if there is no such entry. A backend whose
+    /// [`Outbox::pending`] meets an entry that does not decode quarantines it there and skips it.
+    fn quarantine(
+        &self,
+        seq: u64,
+        error: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The quarantined entries, oldest first.
+    fn quarantined(&self) -> impl Future<Output = Result<Vec<Quarantined>, StoreError>> + Send;
 
     /// Resolves when an entry may have been written since the last call (or after a backend's
     /// polling interval). The relay waits on it instead of spinning.

@@ -137,6 +137,14 @@ pub fn event(subject: Subject, n: u64) -> Event {
 }
 
 /// Publishes `event`, which must be stored; returns its stream sequence.
+/// Creates the group's durable subscription with no member yet: under interest retention
+/// (JetStream's) an event is kept only for the groups that exist when it is published.
+pub async fn declare(bus: &impl Bus, options: &ListenerOptions) {
+    bus.declare(options)
+        .await
+        .unwrap_or_else(|error| panic!("declare {}: {error}", options.queue_group));
+}
+
 pub async fn publish(bus: &impl Publisher, event: &Event, publish_id: Option<&str>) -> u64 {
     match bus.publish(event, publish_id).await.unwrap() {
         PublishAck::Stored { seq } => seq,
@@ -444,6 +452,9 @@ pub async fn each_event_reaches_exactly_one_member<B: Backend>(backend: &B) {
 /// gets the ticket events, tickets-service the order events, each over two members.
 pub async fn every_group_gets_every_event_on_its_subjects<B: Backend>(backend: &B) {
     let bus = backend.bus().await;
+    for (group, subjects) in [(ORDERS, TICKET_SUBJECTS), (TICKETS, ORDER_SUBJECTS)] {
+        declare(&bus, &options(group, &subjects, LONG_ACK_WAIT, 8)).await;
+    }
     let mut expected: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
     for n in 0..5 {
         for subject in Subject::ALL {
@@ -615,6 +626,8 @@ pub async fn a_poison_payload_is_dead_lettered_and_others_flow<B: Backend>(backe
 /// delivered once.
 pub async fn a_duplicate_publish_id_is_delivered_once<B: Backend>(backend: &B) {
     let bus = backend.bus().await;
+    let options = options(ORDERS, &TICKET_SUBJECTS, LONG_ACK_WAIT, 4);
+    declare(&bus, &options).await;
     let created = event(Subject::TicketCreated, 1);
     let id = created.publish_id();
     let seq = publish(&bus, &created, Some(&id)).await;
@@ -630,7 +643,6 @@ pub async fn a_duplicate_publish_id_is_delivered_once<B: Backend>(backend: &B) {
         "the duplicate took no place in the stream"
     );
 
-    let options = options(ORDERS, &TICKET_SUBJECTS, LONG_ACK_WAIT, 4);
     let mut members = Members::new();
     members.add(bus.subscribe(&options).await.unwrap());
     for expected in [seq, next_seq] {
@@ -690,17 +702,15 @@ pub async fn a_crashed_member_loses_nothing<B: Backend>(backend: &B) {
     members.settle_all(backend, &bus, ORDERS).await;
 }
 
-/// A new queue group delivers everything from the start of the stream, in order: events
-/// published before the listener started are replayed.
+/// A queue group's first member gets everything the group was kept, in order: events
+/// published after the group was declared but before any member joined are replayed.
 pub async fn deliver_all_replays_earlier_events<B: Backend>(backend: &B) {
     let bus = backend.bus().await;
+    let options = options(ORDERS, &TICKET_SUBJECTS, LONG_ACK_WAIT, 10);
+    declare(&bus, &options).await;
     let published = publish_ticket_events(&bus, 5).await;
     let mut members = Members::new();
-    members.add(
-        bus.subscribe(&options(ORDERS, &TICKET_SUBJECTS, LONG_ACK_WAIT, 10))
-            .await
-            .unwrap(),
-    );
+    members.add(bus.subscribe(&options).await.unwrap());
     let mut got = Vec::new();
     for _ in &published {
         let (_, delivery) = members.next("the events published before the group").await;
@@ -717,6 +727,7 @@ pub async fn a_durable_group_resumes_where_it_left_off<B: Backend>(backend: &B) 
     let bus = backend.bus().await;
     let ack_wait = backend.short_ack_wait();
     let options = options(ORDERS, &TICKET_SUBJECTS, ack_wait, 2);
+    declare(&bus, &options).await;
     let published = publish_ticket_events(&bus, 10).await;
     let mut members = Members::new();
     members.add(bus.subscribe(&options).await.unwrap());
@@ -765,6 +776,7 @@ pub async fn max_deliver_dead_letters_an_event_never_acked<B: Backend>(backend: 
         max_deliver: 3,
         ..options(ORDERS, &TICKET_SUBJECTS, backend.short_ack_wait(), 4)
     };
+    declare(&bus, &options).await;
     let doomed = event(Subject::TicketCreated, 1);
     let doomed_seq = publish(&bus, &doomed, None).await;
     let fine_seq = publish(&bus, &event(Subject::TicketUpdated, 2), None).await;
@@ -815,6 +827,7 @@ pub async fn a_member_never_holds_more_than_max_in_flight<B: Backend>(backend: &
     const MAX_IN_FLIGHT: usize = 3;
     let bus = backend.bus().await;
     let options = options(ORDERS, &TICKET_SUBJECTS, LONG_ACK_WAIT, MAX_IN_FLIGHT);
+    declare(&bus, &options).await;
     let published = publish_ticket_events(&bus, 10).await;
     let mut members = Members::new();
     members.add(bus.subscribe(&options).await.unwrap());

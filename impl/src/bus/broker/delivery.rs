@@ -16,15 +16,23 @@ impl BrokerCore {
     /// (redeliveries come first, as they are older than anything never delivered). Messages on
     /// subjects the group ignores are skipped for good on the way.
     pub fn next_pending(&mut self, group: GroupId) -> Option<Seq> {
-        let stream_len = self.stream.len() as Seq;
+        let stream_len = self.stream_len();
+        let first = self.first_held();
         let g = self.groups.get_mut(group.index())?;
         if let Some(&seq) = g.ready.first() {
             return Some(seq);
         }
+        g.compact();
+        if g.cursor() < first && g.window.is_empty() {
+            // Everything below `first` was released, so none of it is the group's to deliver
+            // (what it listened to there, it settled).
+            g.base = first;
+        }
         let mut seq = g.cursor();
         while seq <= stream_len {
-            let subject = self.stream[(seq - 1) as usize].subject;
-            if g.listens_to(subject) {
+            if let Some(stored) = self.stream.get(&seq)
+                && g.listens_to(stored.subject)
+            {
                 g.compact();
                 return Some(seq);
             }
@@ -35,17 +43,20 @@ impl BrokerCore {
         None
     }
 
+    /// Whether message `seq` is held, not released, and on a subject `group` listens to.
+    fn deliverable_to(&self, group: GroupId, seq: Seq) -> bool {
+        self.stored(seq)
+            .is_some_and(|stored| self.groups[group.index()].listens_to(stored.subject))
+    }
+
     /// Every message deliverable to the group now, in stream order.
     pub fn pending(&self, group: GroupId) -> Vec<Seq> {
         let Some(g) = self.groups.get(group.index()) else {
             return Vec::new();
         };
         let mut pending: Vec<Seq> = g.ready.iter().copied().collect();
-        let from = g.cursor();
-        pending.extend(
-            (from..=self.stream.len() as Seq)
-                .filter(|&seq| g.listens_to(self.stream[(seq - 1) as usize].subject)),
-        );
+        let from = g.cursor().max(self.first_held());
+        pending.extend((from..=self.stream_len()).filter(|&seq| self.deliverable_to(group, seq)));
         pending
     }
 
@@ -58,11 +69,17 @@ impl BrokerCore {
         member: MemberId,
     ) -> Result<DeliveryTicket, CoreError> {
         self.check_member(group, member)?;
-        let stream_len = self.stream.len() as Seq;
-        if seq == 0 || seq > stream_len {
+        let Some(stored) = self.stored(seq) else {
             return Err(CoreError::NoSuchMessage(seq));
-        }
-        let stored_subject = self.stream[(seq - 1) as usize].subject;
+        };
+        let stored_subject = stored.subject;
+        let deliverable: Vec<bool> = {
+            // Which messages from the group's cursor up to `seq` it would take (below).
+            let cursor = self.groups[group.index()].cursor().max(self.first_held());
+            (cursor..seq)
+                .map(|skipped| self.deliverable_to(group, skipped))
+                .collect()
+        };
         let g = &mut self.groups[group.index()];
         let deliveries;
         if seq < g.cursor() {
@@ -95,9 +112,16 @@ impl BrokerCore {
                 return Err(CoreError::NotForGroup { group, seq });
             }
             // Messages the harness skipped over stay pending, in the window.
-            for skipped in g.cursor()..seq {
-                let subject = self.stream[(skipped - 1) as usize].subject;
-                if g.listens_to(subject) {
+            let skipped_from = seq - deliverable.len() as Seq;
+            g.compact();
+            if g.window.is_empty() && g.cursor() < skipped_from {
+                g.base = skipped_from;
+            }
+            while g.cursor() < skipped_from {
+                g.window.push_back(None);
+            }
+            for (skipped, deliverable) in (skipped_from..seq).zip(deliverable) {
+                if deliverable {
                     g.window.push_back(Some(Status::Pending { deliveries: 0 }));
                     g.ready.insert(skipped);
                 } else {
@@ -110,7 +134,9 @@ impl BrokerCore {
             g.compact();
         }
         self.members[member.index()].held += 1;
-        let stored = &self.stream[(seq - 1) as usize];
+        let Some(stored) = self.stream.get(&seq) else {
+            return Err(CoreError::NoSuchMessage(seq));
+        };
         Ok(DeliveryTicket {
             group,
             seq,
@@ -142,6 +168,7 @@ impl BrokerCore {
         if let Some(member) = released {
             self.release_member(member);
         }
+        self.settled(seq);
         Effect::Changed {
             status: Status::Acked,
             released,
@@ -276,7 +303,16 @@ impl BrokerCore {
     }
 
     fn kill(&mut self, group: GroupId, seq: Seq, reason: DeadLetterReason) {
-        let stored = &self.stream[(seq - 1) as usize];
+        let Some(stored) = self.stored(seq) else {
+            return;
+        };
+        let letter = DeadLetter {
+            queue_group: Arc::clone(&self.groups[group.index()].name),
+            subject: self.subjects[stored.subject as usize].to_string(),
+            stream_seq: seq,
+            payload: stored.payload.to_vec(),
+            reason,
+        };
         let g = &mut self.groups[group.index()];
         if let Some(slot) = g.slot_mut(seq) {
             *slot = Some(Status::Dead);
@@ -284,24 +320,41 @@ impl BrokerCore {
         g.ready.remove(&seq);
         g.dead.insert(seq);
         g.compact();
-        let dead = DeadLetter {
-            queue_group: Arc::clone(&g.name),
-            subject: self.subjects[stored.subject as usize].to_string(),
-            stream_seq: seq,
-            payload: stored.payload.to_vec(),
-            reason,
-        };
-        dead.reason.count(&dead.queue_group);
-        self.dead_letters.push(dead);
+        letter.reason.count(&letter.queue_group);
+        self.keep_dead_letter(letter);
+        self.settled(seq);
     }
 
     /// Where message `seq` stands with `group`; `None` if there is no such message or group,
     /// or the group does not listen to its subject.
+    ///
+    /// Under [`super::Retention::Interest`], a message that left the stream reads as settled
+    /// (dead while its dead letter is kept, else acked) with every group whose ack floor
+    /// passed it, whether the group listened to it or not: its subject went with it.
     pub fn status(&self, group: GroupId, seq: Seq) -> Option<Status> {
         let g = self.groups.get(group.index())?;
-        let stored = self
-            .stream
-            .get(usize::try_from(seq.checked_sub(1)?).ok()?)?;
+        if seq < g.start || seq > self.stream_len() {
+            return None;
+        }
+        let settled = || {
+            Some(if g.dead.contains(&seq) {
+                Status::Dead
+            } else {
+                Status::Acked
+            })
+        };
+        let Some(stored) = self.stored(seq) else {
+            // Released: settled by every group that listened (the window, if it still holds
+            // the message, says how), never the group's if it was released before the group
+            // reached it.
+            if seq < g.base {
+                return settled();
+            }
+            return match g.slot(seq) {
+                Some(Some(status)) => Some(*status),
+                _ => None,
+            };
+        };
         if !g.listens_to(stored.subject) {
             return None;
         }
@@ -342,13 +395,13 @@ impl BrokerCore {
         let Some(g) = self.groups.get(group.index()) else {
             return false;
         };
-        seq.checked_sub(1)
-            .and_then(|index| self.stream.get(usize::try_from(index).ok()?))
+        self.stored(seq)
             .is_some_and(|stored| g.listens_to(stored.subject))
     }
 
-    /// Everything dead-lettered so far, oldest first.
-    pub fn dead_letters(&self) -> &[DeadLetter] {
-        &self.dead_letters
+    /// The dead letters kept (at most the cap; see [`BrokerCore::dead_letters_dropped`]),
+    /// oldest first.
+    pub fn dead_letters(&self) -> impl ExactSizeIterator<Item = &DeadLetter> + '_ {
+        self.dead_letters.iter()
     }
 }

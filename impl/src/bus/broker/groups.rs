@@ -22,6 +22,9 @@ pub(super) struct Group {
     /// Subjects listened to; empty: every subject.
     pub(super) filter: Vec<SubjectId>,
     pub(super) max_deliver: u32,
+    /// The oldest message the stream held when the group was created: nothing below it was
+    /// ever the group's.
+    pub(super) start: Seq,
     pub(super) base: Seq,
     pub(super) window: VecDeque<Option<Status>>,
     /// Window sequences whose status is `Pending` (redeliveries, or messages a harness skipped).
@@ -70,7 +73,7 @@ pub(super) struct Member {
 
 impl BrokerCore {
     /// The group named `name`, created (listening on `subjects`, every subject if empty, with
-    /// `max_deliver`) if it does not exist. An existing group keeps the settings it was created
+    /// `max_deliver`, from the oldest message the stream holds) if it does not exist. An existing group keeps the settings it was created
     /// with, as a durable consumer does.
     pub fn group<S: AsRef<str>>(
         &mut self,
@@ -96,12 +99,16 @@ impl BrokerCore {
             name: Arc::clone(&name),
             filter,
             max_deliver,
+            start: 1,
             base: 1,
             window: VecDeque::new(),
             ready: BTreeSet::new(),
             dead: BTreeSet::new(),
         });
         self.group_ids.insert(name, id);
+        let start = self.claim_retained(id);
+        self.groups[id.index()].start = start;
+        self.groups[id.index()].base = start;
         Ok(id)
     }
 

@@ -28,7 +28,15 @@
 //! a duration: the core has no clock, and a count gives the same guarantee (a publisher that
 //! retries within the window is deduplicated) without one.
 //!
-//! Cost: a publish appends to a `Vec`; a first delivery appends to the group's window (a
+//! - Retention (with [`Retention::Interest`], the embedded bus's): a message is released (its
+//!   payload dropped, never delivered again) once every queue group that listens to its
+//!   subject has settled it (acked or dead-lettered); a message no group listens to is kept
+//!   until one does. A group created later starts at the oldest message still held, as a
+//!   JetStream consumer created on an interest stream does. Dead letters are kept up to
+//!   `dead_letters_max`, oldest dropped first and counted. [`Retention::Everything`] (the
+//!   conformance harness's) keeps every message, so every status stays readable.
+//!
+//! Cost: a publish inserts into a `BTreeMap` (and its settling removes it); a first delivery appends to the group's window (a
 //! `VecDeque` of the statuses between the group's ack floor and its delivery cursor); an ack
 //! flips a status and pops settled statuses off the window's front. Only redeliveries touch a
 //! `BTreeSet`, and only publish ids and dead letters allocate.
@@ -47,9 +55,10 @@
 //!   crashing);
 //! - `delivery`: a message's life with one group: delivered, settled (ack, nak, term),
 //!   expired, released from a nak delay, dead-lettered; and where it stands;
+//! - `retention`: releasing settled messages, and the dead letters' cap;
 //! - `tests`: the unit tests of the rules above.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -58,11 +67,13 @@ use super::{DeadLetter, QueueGroup};
 
 mod delivery;
 mod groups;
+mod retention;
 mod stream;
 #[cfg(test)]
 mod tests;
 
 use groups::{Group, Member};
+pub use retention::{DEAD_LETTERS_MAX, Retention};
 use stream::{Dedup, Stored, SubjectId};
 
 /// A position in the stream: 1 for the first message stored.
@@ -224,14 +235,20 @@ pub enum CoreError {
 /// The embedded broker's state: the stream, the duplicate window, each queue group's durable
 /// consumer, its members, and the dead letters. See the module docs for the rules.
 pub struct BrokerCore {
-    stream: Vec<Stored>,
+    /// The messages not released, by sequence.
+    stream: BTreeMap<Seq, Stored>,
+    /// The last sequence stored (0 before the first publish).
+    last: Seq,
+    retention: Retention,
     subjects: Vec<Arc<str>>,
     subject_ids: HashMap<Arc<str>, SubjectId>,
     dedup: Dedup,
     groups: Vec<Group>,
     group_ids: HashMap<QueueGroup, GroupId>,
     members: Vec<Member>,
-    dead_letters: Vec<DeadLetter>,
+    dead_letters: VecDeque<DeadLetter>,
+    dead_letters_max: usize,
+    dead_letters_dropped: u64,
 }
 
 impl Default for BrokerCore {
@@ -243,7 +260,8 @@ impl Default for BrokerCore {
 impl std::fmt::Debug for BrokerCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BrokerCore")
-            .field("stream_len", &self.stream.len())
+            .field("stream_len", &self.stream_len())
+            .field("held", &self.stream.len())
             .field("groups", &self.groups.len())
             .field("members", &self.members.len())
             .field("dead_letters", &self.dead_letters.len())
@@ -252,17 +270,32 @@ impl std::fmt::Debug for BrokerCore {
 }
 
 impl BrokerCore {
-    /// An empty broker deduplicating publish ids over `duplicate_window`.
+    /// An empty broker deduplicating publish ids over `duplicate_window`, keeping every
+    /// message ([`Retention::Everything`]) and up to [`DEAD_LETTERS_MAX`] dead letters.
     pub fn new(duplicate_window: DuplicateWindow) -> Self {
+        Self::with_retention(duplicate_window, Retention::Everything, DEAD_LETTERS_MAX)
+    }
+
+    /// An empty broker deduplicating publish ids over `duplicate_window`, keeping messages as
+    /// `retention` says and at most `dead_letters_max` dead letters (the oldest dropped first).
+    pub fn with_retention(
+        duplicate_window: DuplicateWindow,
+        retention: Retention,
+        dead_letters_max: usize,
+    ) -> Self {
         Self {
-            stream: Vec::new(),
+            stream: BTreeMap::new(),
+            last: 0,
+            retention,
             subjects: Vec::new(),
             subject_ids: HashMap::new(),
             dedup: Dedup::new(duplicate_window),
             groups: Vec::new(),
             group_ids: HashMap::new(),
             members: Vec::new(),
-            dead_letters: Vec::new(),
+            dead_letters: VecDeque::new(),
+            dead_letters_max,
+            dead_letters_dropped: 0,
         }
     }
 }

@@ -1,6 +1,10 @@
 //! The stream: every published message at the next sequence number, its subject interned,
 //! and the duplicate window of publish ids.
 //!
+//! The stream holds only the messages not released (see `retention`), by sequence: a
+//! released message leaves at once, whatever older message is still held, so a slow message
+//! never makes the stream keep what came after it.
+//!
 //! The invariant: sequence numbers start at 1 and never skip or repeat; a publish whose
 //! publish id is in the duplicate window stores nothing.
 
@@ -20,6 +24,8 @@ pub(super) struct Stored {
     pub(super) subject: SubjectId,
     pub(super) payload: Bytes,
     pub(super) publish_id: Option<Arc<str>>,
+    /// Queue groups that listen to it and have not settled it yet.
+    pub(super) interest: u32,
 }
 
 /// The publish ids in the duplicate window.
@@ -91,29 +97,49 @@ impl BrokerCore {
             return PublishAck::Duplicate;
         }
         let subject = self.intern(subject);
-        let seq = self.stream.len() as Seq + 1;
+        let seq = self.last + 1;
+        self.last = seq;
         let publish_id = publish_id.map(Arc::<str>::from);
         if let Some(id) = &publish_id {
             self.dedup.remember(id, seq);
         }
-        self.stream.push(Stored {
-            subject,
-            payload,
-            publish_id,
-        });
+        let interest = self.groups.iter().filter(|g| g.listens_to(subject)).count() as u32;
+        self.stream.insert(
+            seq,
+            Stored {
+                subject,
+                payload,
+                publish_id,
+                interest,
+            },
+        );
         PublishAck::Stored { seq }
     }
 
-    /// Messages stored.
+    /// The last sequence stored (0 before the first publish): messages published so far,
+    /// released ones included.
     pub fn stream_len(&self) -> u64 {
-        self.stream.len() as u64
+        self.last
     }
 
-    /// Message `seq`, as stored.
+    /// The oldest sequence the stream holds (the next one to be stored if it holds none).
+    pub(super) fn first_held(&self) -> Seq {
+        self.stream.keys().next().copied().unwrap_or(self.last + 1)
+    }
+
+    /// The message at `seq` as the stream keeps it; `None` if it was never stored or was
+    /// released.
+    pub(super) fn stored(&self, seq: Seq) -> Option<&Stored> {
+        self.stream.get(&seq)
+    }
+
+    pub(super) fn stored_mut(&mut self, seq: Seq) -> Option<&mut Stored> {
+        self.stream.get_mut(&seq)
+    }
+
+    /// Message `seq`, as stored; `None` if there is none or it was released.
     pub fn message(&self, seq: Seq) -> Option<StoredMessage<'_>> {
-        let stored = self
-            .stream
-            .get(usize::try_from(seq.checked_sub(1)?).ok()?)?;
+        let stored = self.stored(seq)?;
         Some(StoredMessage {
             seq,
             subject: &self.subjects[stored.subject as usize],
@@ -122,8 +148,13 @@ impl BrokerCore {
         })
     }
 
-    /// Every stored message, in stream order.
+    /// Every message the stream holds (not released), in stream order.
     pub fn messages(&self) -> impl Iterator<Item = StoredMessage<'_>> + '_ {
-        (1..=self.stream.len() as Seq).filter_map(|seq| self.message(seq))
+        self.stream.keys().filter_map(|&seq| self.message(seq))
+    }
+
+    /// Messages the stream holds now (payloads not released), whatever was published before.
+    pub fn retained(&self) -> usize {
+        self.stream.len()
     }
 }

@@ -244,7 +244,7 @@ fn a_term_dead_letters_at_once_with_its_reason() {
         }
     );
     assert_eq!(core.status(group, 1), Some(Status::Dead));
-    let dead = &core.dead_letters()[0];
+    let dead = &core.dead_letters().next().unwrap();
     assert_eq!(dead.stream_seq, 1);
     assert_eq!(&*dead.queue_group, "orders");
     assert_eq!(dead.subject, CREATED);
@@ -282,7 +282,7 @@ fn expiry_redelivers_until_max_deliver_then_dead_letters() {
         );
     }
     assert_eq!(
-        core.dead_letters()[0].reason,
+        core.dead_letters().next().unwrap().reason,
         DeadLetterReason::MaxDeliveries(3)
     );
     assert!(core.pending(group).is_empty());
@@ -334,7 +334,7 @@ fn a_crash_on_the_last_allowed_delivery_dead_letters() {
     assert_eq!(core.crash(group, a), Ok(1));
     assert_eq!(core.status(group, 1), Some(Status::Dead));
     assert_eq!(
-        core.dead_letters()[0].reason,
+        core.dead_letters().next().unwrap().reason,
         DeadLetterReason::MaxDeliveries(3)
     );
 }
@@ -392,4 +392,152 @@ fn the_window_shrinks_as_the_ack_floor_moves() {
     assert_eq!(g.base, 101);
     assert_eq!(core.status(group, 50), Some(Status::Acked));
     assert_eq!(core.next_pending(group), None);
+}
+
+// ----- retention: releasing settled messages, the dead letters' cap -----
+
+fn interest_core(dead_letters_max: usize) -> BrokerCore {
+    BrokerCore::with_retention(
+        DuplicateWindow::Unbounded,
+        Retention::Interest,
+        dead_letters_max,
+    )
+}
+
+/// Delivers `seq` to `member` of `group` and acknowledges it.
+fn deliver_and_ack(core: &mut BrokerCore, group: GroupId, member: MemberId, seq: Seq) {
+    core.deliver(group, seq, member).unwrap();
+    assert!(matches!(core.ack(group, seq), Effect::Changed { .. }));
+}
+
+#[test]
+fn interest_retention_releases_a_message_once_every_listening_group_settled_it() {
+    let mut core = interest_core(DEAD_LETTERS_MAX);
+    let orders = core.group("orders", &[CREATED], 3).unwrap();
+    let audit = core.group("audit", &[CREATED, ORDER], 3).unwrap();
+    let (o, a) = (core.join(orders).unwrap(), core.join(audit).unwrap());
+    let created = publish(&mut core, CREATED, "created");
+    let order = publish(&mut core, ORDER, "order");
+    deliver_and_ack(&mut core, orders, o, created);
+    assert!(core.message(created).is_some(), "audit has not settled it");
+    core.deliver(audit, created, a).unwrap();
+    core.term(audit, created, 1, "poison");
+    assert!(
+        core.message(created).is_none(),
+        "dead-lettered: settled too"
+    );
+    assert_eq!(core.retained(), 1, "only the order message is held");
+    assert_eq!(core.status(orders, created), Some(Status::Acked));
+    assert_eq!(core.status(audit, created), Some(Status::Dead));
+    deliver_and_ack(&mut core, audit, a, order);
+    assert_eq!(core.retained(), 0);
+    assert_eq!(core.stream_len(), 2, "sequence numbers are not reused");
+    assert_eq!(publish(&mut core, CREATED, "next"), 3);
+    assert_eq!(core.next_pending(orders), Some(3));
+}
+
+#[test]
+fn a_message_no_group_listens_to_is_kept_until_one_does_and_settles_it() {
+    let mut core = interest_core(DEAD_LETTERS_MAX);
+    let orders = core.group("orders", &[CREATED], 3).unwrap();
+    let seq = publish(&mut core, ORDER, "nobody listens yet");
+    assert_eq!(core.next_pending(orders), None);
+    assert!(core.message(seq).is_some());
+    let tickets = core.group("tickets", &[ORDER], 3).unwrap();
+    let t = core.join(tickets).unwrap();
+    assert_eq!(core.pending(tickets), vec![seq]);
+    deliver_and_ack(&mut core, tickets, t, seq);
+    assert!(core.message(seq).is_none());
+    assert_eq!(core.retained(), 0);
+}
+
+#[test]
+fn a_group_created_later_starts_at_the_oldest_message_held() {
+    let mut core = interest_core(DEAD_LETTERS_MAX);
+    let orders = core.group("orders", &[CREATED], 3).unwrap();
+    let o = core.join(orders).unwrap();
+    for body in ["1", "2", "3"] {
+        publish(&mut core, CREATED, body);
+    }
+    deliver_and_ack(&mut core, orders, o, 1);
+    deliver_and_ack(&mut core, orders, o, 2);
+    let late = core.group("late", &[CREATED], 3).unwrap();
+    let l = core.join(late).unwrap();
+    assert_eq!(core.pending(late), vec![3]);
+    assert_eq!(
+        core.status(late, 1),
+        None,
+        "released before the group existed"
+    );
+    assert_eq!(
+        core.deliver(late, 1, l),
+        Err(CoreError::NoSuchMessage(1)),
+        "a released message cannot be delivered"
+    );
+    // The message both groups hold is released only when both settled it.
+    deliver_and_ack(&mut core, late, l, 3);
+    assert!(core.message(3).is_some());
+    deliver_and_ack(&mut core, orders, o, 3);
+    assert!(core.message(3).is_none());
+}
+
+#[test]
+fn an_unsettled_message_does_not_keep_the_released_ones_after_it() {
+    let mut core = interest_core(DEAD_LETTERS_MAX);
+    let orders = core.group("orders", &[CREATED], 3).unwrap();
+    let o = core.join(orders).unwrap();
+    for n in 0..1000 {
+        publish(&mut core, CREATED, &format!("m{n}"));
+    }
+    // The first stays in flight; every later one is acknowledged.
+    core.deliver(orders, 1, o).unwrap();
+    for seq in 2..=1000 {
+        deliver_and_ack(&mut core, orders, o, seq);
+    }
+    assert_eq!(core.retained(), 1);
+    assert_eq!(core.messages().map(|m| m.seq).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(
+        core.stream.len(),
+        1,
+        "released messages leave even behind an unsettled message"
+    );
+    assert!(matches!(core.ack(orders, 1), Effect::Changed { .. }));
+    assert!(
+        core.stream.is_empty(),
+        "all settled: the stream holds nothing"
+    );
+    assert!(core.groups[orders.index()].window.is_empty());
+    assert_eq!(core.status(orders, 500), Some(Status::Acked));
+}
+
+#[test]
+fn dead_letters_are_kept_up_to_their_cap_and_the_dropped_are_counted() {
+    let mut core = interest_core(2);
+    assert_eq!(core.dead_letters_max(), 2);
+    let orders = core.group("orders", &[CREATED], 3).unwrap();
+    let o = core.join(orders).unwrap();
+    for seq in 1..=3 {
+        publish(&mut core, CREATED, &format!("poison {seq}"));
+        core.deliver(orders, seq, o).unwrap();
+        core.term(orders, seq, 1, "poison");
+    }
+    let kept: Vec<Seq> = core.dead_letters().map(|l| l.stream_seq).collect();
+    assert_eq!(kept, vec![2, 3], "the oldest was dropped");
+    assert_eq!(core.dead_letters_dropped(), 1);
+    assert_eq!(core.status(orders, 2), Some(Status::Dead));
+    assert!(
+        core.groups[orders.index()].dead.len() <= 2,
+        "the group forgot it too"
+    );
+    assert!(core.remove_dead_letter(2));
+    assert!(!core.remove_dead_letter(2), "removed once");
+    assert_eq!(core.dead_letters().len(), 1);
+}
+
+#[test]
+fn everything_retention_keeps_acknowledged_messages() {
+    let (mut core, group, a, _) = setup(1);
+    deliver_and_ack(&mut core, group, a, 1);
+    assert_eq!(core.retained(), 1);
+    assert_eq!(&core.message(1).unwrap().payload[..], b"m0");
 }

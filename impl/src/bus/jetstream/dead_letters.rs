@@ -1,11 +1,17 @@
-//! Dead letters on JetStream: the list this process keeps ([`crate::bus::Bus::dead_letters`]),
-//! and the task that records messages that ran out of deliveries from the server's
+//! Dead letters on JetStream: where they are recorded, and the task that records messages that
+//! ran out of deliveries from the server's
 //! `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>` advisories, fetching each
 //! payload by stream sequence. Terms are recorded by the delivery that sent them.
+//!
+//! Each is kept twice: durably in the dead-letter stream (`dead_letter_stream`, what
+//! `ticketing dead-letters` lists and replays), and in this process's list
+//! ([`crate::bus::Bus::dead_letters`]), capped at [`DEAD_LETTERS_MAX`] with a count of those
+//! dropped.
 //!
 //! The invariant: the advisory subscription is registered on the server before the bus is
 //! handed out, so no message can run out of deliveries unrecorded while the bus lives.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use async_nats::jetstream;
@@ -13,25 +19,60 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::dead_letter_stream::DeadLetterStream;
 use super::{JetStreamConfig, broker};
+use crate::bus::broker::DEAD_LETTERS_MAX;
 use crate::bus::{BusError, DeadLetter, DeadLetterReason, QueueGroup};
 use crate::sync::Mutex;
 
-/// The dead letters this process recorded, oldest first; clones share one list (the bus, its
-/// members' deliveries and the advisory task).
-#[derive(Clone, Default)]
-pub(super) struct DeadLetters(Arc<Mutex<Vec<DeadLetter>>>);
+/// This process's dead letters (oldest first, capped) and the dead-letter stream; clones share
+/// them (the bus, its members' deliveries and the advisory task).
+#[derive(Clone)]
+pub(super) struct DeadLetters {
+    list: Arc<Mutex<RecentDeadLetters>>,
+    stream: DeadLetterStream,
+}
+
+#[derive(Default)]
+struct RecentDeadLetters {
+    letters: VecDeque<DeadLetter>,
+    dropped: u64,
+}
 
 impl DeadLetters {
-    /// Appends a dead letter.
-    pub(super) fn record(&self, dead: DeadLetter) {
-        dead.reason.count(&dead.queue_group);
-        self.0.lock().push(dead);
+    pub(super) fn new(stream: DeadLetterStream) -> Self {
+        Self {
+            list: Arc::new(Mutex::new(RecentDeadLetters::default())),
+            stream,
+        }
     }
 
-    /// Every dead letter so far, oldest first.
+    /// Records a dead letter that had `deliveries` deliveries: in the dead-letter stream, and
+    /// in this process's list.
+    pub(super) async fn record(&self, dead: DeadLetter, deliveries: u32) {
+        dead.reason.count(&dead.queue_group);
+        self.stream.keep(&dead, deliveries).await;
+        let mut list = self.list.lock();
+        list.letters.push_back(dead);
+        while list.letters.len() > DEAD_LETTERS_MAX {
+            list.letters.pop_front();
+            list.dropped += 1;
+        }
+    }
+
+    /// This process's dead letters, oldest first.
     pub(super) fn all(&self) -> Vec<DeadLetter> {
-        self.0.lock().clone()
+        self.list.lock().letters.iter().cloned().collect()
+    }
+
+    /// Dead letters dropped from this process's list because it was full (where a metrics
+    /// exporter reads the count; the dead-letter stream keeps its own cap).
+    pub(super) fn dropped(&self) -> u64 {
+        self.list.lock().dropped
+    }
+
+    pub(super) fn stream(&self) -> &DeadLetterStream {
+        &self.stream
     }
 }
 
@@ -125,15 +166,15 @@ async fn record_max_deliveries(
             deliveries = advisory.deliveries,
             "dead-lettered after max deliveries"
         );
-        dead_letters.record(DeadLetter {
+        let deliveries = u32::try_from(advisory.deliveries).unwrap_or(u32::MAX);
+        let dead = DeadLetter {
             queue_group: QueueGroup::from(advisory.consumer),
             subject,
             stream_seq: advisory.stream_seq,
             payload,
-            reason: DeadLetterReason::MaxDeliveries(
-                u32::try_from(advisory.deliveries).unwrap_or(u32::MAX),
-            ),
-        });
+            reason: DeadLetterReason::MaxDeliveries(deliveries),
+        };
+        dead_letters.record(dead, deliveries).await;
     }
 }
 

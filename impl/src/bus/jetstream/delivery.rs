@@ -61,13 +61,14 @@ impl MessageHandle for JetStreamDelivery {
 
     async fn term(&self, reason: &str) -> Result<(), BusError> {
         self.settle(AckKind::Term).await?;
-        self.dead_letters.record(DeadLetter {
+        let dead = DeadLetter {
             queue_group: Arc::clone(&self.queue_group),
             subject: self.subject().to_owned(),
             stream_seq: self.stream_seq,
             payload: self.message.payload.to_vec(),
             reason: DeadLetterReason::Terminated(reason.to_owned()),
-        });
+        };
+        self.dead_letters.record(dead, self.delivery_count).await;
         Ok(())
     }
 }

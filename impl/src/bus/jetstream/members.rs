@@ -27,6 +27,11 @@ use crate::sync::Mutex;
 impl Bus for JetStreamBus {
     type Subscription = JetStreamSubscription;
 
+    async fn declare(&self, options: &ListenerOptions) -> Result<(), BusError> {
+        options.validate()?;
+        self.consumer(options).await.map(drop)
+    }
+
     async fn subscribe(
         &self,
         options: &ListenerOptions,

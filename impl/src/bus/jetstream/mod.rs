@@ -4,10 +4,13 @@
 //!
 //! - **Stream**: one stream, [`JetStreamConfig::stream`] (default `TICKETING`), over exactly the
 //!   four subjects, each [`JetStreamConfig::subject_prefix`] + the subject name (default prefix
-//!   empty: `ticket:created`, `ticket:updated`, `order:created`, `order:cancelled`). Limits
-//!   retention (every queue group reads the whole stream), file storage, no age/size/count
+//!   empty: `ticket:created`, `ticket:updated`, `order:created`, `order:cancelled`). Interest
+//!   retention (each subject has exactly one consuming group: a message leaves the server once
+//!   the groups listening to it settled it; an event is kept only for the groups that exist
+//!   when it is published, see [`super::Bus::declare`]), file storage, no age/size/count
 //!   limit, discard old, one replica, duplicate window [`JetStreamConfig::duplicate_window`]
-//!   (2 minutes). Created if missing; an existing stream must have exactly these subjects.
+//!   (2 minutes). Created if missing; an existing stream must have exactly these subjects and
+//!   interest retention (NATS cannot change a stream's retention: the error says what to do).
 //! - **Consumers**: one durable pull consumer per queue group, durable name = the queue group
 //!   name, shared by all its members: `AckPolicy::Explicit`, `DeliverPolicy::All`,
 //!   `ReplayPolicy::Instant`, `ack_wait` and `max_deliver` from [`super::ListenerOptions`],
@@ -32,7 +35,10 @@
 //! - **Dead letters**: a term (`AckKind::Term`) is recorded by the member that sent it, with its
 //!   reason; a message that ran out of deliveries is recorded from the server's advisory
 //!   `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`, its payload fetched by
-//!   stream sequence. Records are kept in this process ([`super::Bus::dead_letters`]).
+//!   stream sequence. Each is kept in the dead-letter stream `<stream>_DEAD` with its payload
+//!   and headers (original subject, stream sequence, deliveries, reason, group, time), then
+//!   deleted from the event stream; `ticketing dead-letters` lists and replays them. The
+//!   process keeps its last ones too ([`super::Bus::dead_letters`]).
 //!
 //! The invariant: no await on the server is unbounded. Connecting, API requests and publish
 //! acks have timeouts; pull requests expire; a member's `next` waits on its own channel, which
@@ -46,7 +52,9 @@
 //! - `publish`: publishing, one event or many with their acks in flight together.
 //! - `members`: a member of a queue group: its subscription and the task that pulls for it.
 //! - `delivery`: one delivery and its ack, nak and term.
-//! - `dead_letters`: the dead-letter list, and the advisories of messages out of deliveries.
+//! - `dead_letters`: where dead letters are recorded, and the advisories of messages out of
+//!   deliveries.
+//! - `dead_letter_stream`: the durable dead letters: keeping, listing, replaying.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +66,7 @@ use tokio_util::sync::CancellationToken;
 use super::BusError;
 
 mod config;
+mod dead_letter_stream;
 mod dead_letters;
 mod delivery;
 mod members;
@@ -65,6 +74,10 @@ mod publish;
 mod setup;
 
 pub use config::{DEFAULT_NATS_URL, JetStreamConfig, StreamStorage};
+pub use dead_letter_stream::{
+    DEAD_AT_HEADER, DELIVERIES_HEADER, GROUP_HEADER, REASON_HEADER, SEQUENCE_HEADER,
+    SUBJECT_HEADER, StoredDeadLetter, dead_letter_stream_name,
+};
 pub use delivery::JetStreamDelivery;
 pub use members::JetStreamSubscription;
 
@@ -158,14 +171,31 @@ impl JetStreamBus {
         })
     }
 
-    /// Deletes the stream, its messages and its consumers (tests clean up with it).
+    /// Deletes the stream, its messages and its consumers, and its dead-letter stream (tests
+    /// clean up with it).
     pub async fn delete_stream(&self) -> Result<(), BusError> {
-        self.inner
-            .context
+        let context = &self.inner.context;
+        let _ = context
+            .delete_stream(dead_letter_stream_name(&self.inner.config))
+            .await;
+        context
             .delete_stream(&self.inner.config.stream)
             .await
             .map(|_| ())
             .map_err(broker)
+    }
+
+    /// Dead letters dropped from this process's list because it was full (where a metrics
+    /// exporter reads the count; the dead-letter stream keeps them up to its own cap).
+    pub fn dead_letters_dropped(&self) -> u64 {
+        self.inner.dead_letters.dropped()
+    }
+
+    /// Messages the event stream holds now (under interest retention, those some queue group
+    /// has not settled yet).
+    pub async fn stream_messages(&self) -> Result<u64, BusError> {
+        let mut stream = self.inner.stream.clone();
+        Ok(stream.info().await.map_err(broker)?.state.messages)
     }
 }
 

@@ -59,7 +59,7 @@ impl JetStreamBus {
             .map_err(broker)
     }
 
-    async fn publish_bytes(
+    pub(super) async fn publish_bytes(
         &self,
         subject: &str,
         payload: Bytes,

@@ -4,7 +4,7 @@
 //!
 //! The invariant: connecting is bounded (`connect_timeout`, then a request timeout for the
 //! JetStream check) and fails with [`BusError::Unreachable`]; an existing stream is used only
-//! if it has exactly the four subjects; an existing consumer keeps its settings (a durable
+//! if it has exactly the four subjects and interest retention; an existing consumer keeps its settings (a durable
 //! consumer's), and a mismatch is logged, never silently ignored.
 
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use async_nats::jetstream::stream::{DiscardPolicy, RetentionPolicy, StorageType}
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::dead_letter_stream::DeadLetterStream;
 use super::dead_letters::{DeadLetters, record_advisories};
 use super::{Inner, JetStreamBus, JetStreamConfig, StreamStorage, broker};
 use crate::bus::{BusError, ListenerOptions};
@@ -107,7 +108,8 @@ impl JetStreamBus {
                 StreamSetup::Unreachable(message) => unreachable(message),
                 StreamSetup::Other(error) => error,
             })?;
-        let dead_letters = DeadLetters::default();
+        let dead_letter_stream = DeadLetterStream::open(&context, &stream, &config).await?;
+        let dead_letters = DeadLetters::new(dead_letter_stream);
         let stop = CancellationToken::new();
         record_advisories(&client, &stream, &config, &dead_letters, &stop).await?;
         Ok(Self {
@@ -214,7 +216,9 @@ async fn ensure_stream(
                 .to_owned(),
         ),
         subjects: subjects.clone(),
-        retention: RetentionPolicy::Limits,
+        // Each subject has exactly one consuming queue group: a message leaves the server
+        // once every group that listens to it has acknowledged it (or given up on it).
+        retention: RetentionPolicy::Interest,
         storage: match config.storage {
             StreamStorage::File => StorageType::File,
             StreamStorage::Memory => StorageType::Memory,
@@ -249,6 +253,16 @@ async fn ensure_stream(
         .info()
         .await
         .map_err(|error| StreamSetup::Other(broker(error)))?;
+    if info.config.retention != RetentionPolicy::Interest {
+        return Err(StreamSetup::Other(BusError::Broker(format!(
+            "stream {} exists with {:?} retention, not Interest, and NATS cannot change the \
+             retention of an existing stream: once every queue group has caught up (its \
+             consumer's pending count is 0), delete the stream (`nats stream rm {}`; the \
+             next start creates it with interest retention), or start with another \
+             --stream-prefix for a new stream",
+            config.stream, info.config.retention, config.stream
+        ))));
+    }
     let mut found = info.config.subjects.clone();
     let mut expected = subjects;
     found.sort();

@@ -40,6 +40,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0003_outbox",
         sql: include_str!("../../../migrations/0003_outbox.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_outbox_quarantine",
+        sql: include_str!("../../../migrations/0004_outbox_quarantine.sql"),
+    },
 ];
 
 impl PgStore {

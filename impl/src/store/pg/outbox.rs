@@ -1,5 +1,6 @@
-//! The transactional outbox on PostgreSQL: the relay's reads and deletes, the encoding of an
-//! event as an outbox row, and the LISTEN/NOTIFY wake-up.
+//! The transactional outbox on PostgreSQL: the relay's reads and deletes, the quarantine of
+//! entries that cannot be published (table `outbox_quarantine`), the encoding of an event as
+//! an outbox row, and the LISTEN/NOTIFY wake-up.
 //!
 //! Entries are written only by the write path ([`super::records`]), in the same statement as
 //! their record change; the payload column is `json`, the event's encoding verbatim. A trigger
@@ -20,25 +21,60 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::PgStore;
 use super::errors::Doing;
-use super::sql::{MARK_PUBLISHED, PENDING_OUTBOX, listen};
+use super::sql::{MARK_PUBLISHED, PENDING_OUTBOX, QUARANTINE, QUARANTINED, listen};
 use super::values::{Value, to_u64};
 use crate::events::Event;
-use crate::store::{Outbox, OutboxEntry, StoreError};
+use crate::store::{Outbox, OutboxEntry, Quarantined, StoreError, note_quarantined};
 
 impl Outbox for PgStore {
+    /// Up to `limit` entries; an entry that does not decode is quarantined on the way (and
+    /// the batch is that much shorter: the next call reads past it).
     async fn pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let doing = Doing::all("read", "outbox");
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.query(doing, PENDING_OUTBOX, &[&limit]).await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = row.try_get(0).map_err(|error| self.failed(doing, error))?;
+            let subject: &str = row.try_get(1).map_err(|error| self.failed(doing, error))?;
+            let payload: &str = row.try_get(2).map_err(|error| self.failed(doing, error))?;
+            let seq = to_u64(seq, "outbox seq").map_err(|why| self.corrupt(doing, why))?;
+            match Event::decode(subject, payload.as_bytes()) {
+                Ok(event) => entries.push(OutboxEntry { seq, event }),
+                Err(error) => {
+                    self.quarantine(seq, &format!("does not decode: {error}"))
+                        .await?
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn quarantine(&self, seq: u64, error: &str) -> Result<(), StoreError> {
+        let doing = Doing::all("quarantine in", "outbox");
+        let Ok(key) = i64::try_from(seq) else {
+            return Ok(());
+        };
+        let rows = self.query(doing, QUARANTINE, &[&key, &error]).await?;
+        if let Some(row) = rows.first() {
+            let subject: &str = row.try_get(0).map_err(|error| self.failed(doing, error))?;
+            note_quarantined(seq, subject, error);
+        }
+        Ok(())
+    }
+
+    async fn quarantined(&self) -> Result<Vec<Quarantined>, StoreError> {
+        let doing = Doing::all("read", "outbox quarantine");
+        let rows = self.query(doing, QUARANTINED, &[]).await?;
         rows.iter()
             .map(|row| {
                 let seq: i64 = row.try_get(0).map_err(|error| self.failed(doing, error))?;
-                let subject: &str = row.try_get(1).map_err(|error| self.failed(doing, error))?;
-                let payload: &str = row.try_get(2).map_err(|error| self.failed(doing, error))?;
-                let event = Event::decode(subject, payload.as_bytes())
-                    .map_err(|error| self.corrupt(doing, format!("outbox entry {seq}: {error}")))?;
-                let seq = to_u64(seq, "outbox seq").map_err(|why| self.corrupt(doing, why))?;
-                Ok(OutboxEntry { seq, event })
+                Ok(Quarantined {
+                    seq: to_u64(seq, "quarantined seq").map_err(|why| self.corrupt(doing, why))?,
+                    subject: row.try_get(1).map_err(|error| self.failed(doing, error))?,
+                    payload: row.try_get(2).map_err(|error| self.failed(doing, error))?,
+                    error: row.try_get(3).map_err(|error| self.failed(doing, error))?,
+                })
             })
             .collect()
     }

@@ -257,6 +257,17 @@ pub(super) const PENDING_OUTBOX: &str =
 /// Deletes the published outbox entries `$1`.
 pub(super) const MARK_PUBLISHED: &str = "DELETE FROM outbox WHERE seq = ANY($1)";
 
+/// Moves outbox entry `$1` into the quarantine with error `$2`, in one statement; returns
+/// its subject (no row: there was no such entry).
+pub(super) const QUARANTINE: &str = "WITH moved AS (DELETE FROM outbox WHERE seq = $1 \
+     RETURNING seq, subject, payload::text AS payload, written_at) \
+     INSERT INTO outbox_quarantine (seq, subject, payload, error, written_at) \
+     SELECT seq, subject, payload, $2, written_at FROM moved RETURNING subject";
+
+/// The quarantined outbox entries, oldest first.
+pub(super) const QUARANTINED: &str =
+    "SELECT seq, subject, payload, error FROM outbox_quarantine ORDER BY seq";
+
 /// Serialises migrations of one schema: an advisory lock keyed by `$1`, held to the end of
 /// the transaction.
 pub(super) const LOCK_MIGRATIONS: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
