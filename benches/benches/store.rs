@@ -52,8 +52,8 @@ impl UpdateIfCurrent for MemStore {
         };
         ticket.price = prices()[price_index & 1];
         match self.save_now(ticket) {
-            Ok(saved) => {
-                black_box(saved);
+            Ok(saved_at) => {
+                black_box(saved_at);
                 true
             }
             Err(StoreError::VersionConflict { .. }) => false,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ticketing::events::{Event, TicketCreated, TicketUpdated};
 use ticketing::id::Id;
 use ticketing::price::Price;
-use ticketing::records::{Record, TicketReplica, UserId};
+use ticketing::records::{Record, TicketReplica, UserId, Version};
 use ticketing::services::fakes::{RecordingHandle, RecordingPublisher, Settlement};
 use ticketing::services::orders::OrdersService;
 use ticketing::services::orders::listeners::{on_ticket_created, on_ticket_updated};
@@ -51,7 +51,7 @@ where
     async fn find_by_id(&self, id: Id) -> Result<Option<R>, StoreError> {
         self.inner.find_by_id(id).await
     }
-    async fn save(&self, record: R, event: Option<Event>) -> Result<R, StoreError> {
+    async fn save(&self, record: R, event: Option<Event>) -> Result<Version, StoreError> {
         let rival = self.rival.lock().unwrap().take();
         if let Some(rival) = rival {
             rival(&self.inner);
@@ -342,7 +342,7 @@ impl VersionedStore<TicketReplica> for DownStore {
     async fn find_by_id(&self, _: Id) -> Result<Option<TicketReplica>, StoreError> {
         Err(down())
     }
-    async fn save(&self, _: TicketReplica, _: Option<Event>) -> Result<TicketReplica, StoreError> {
+    async fn save(&self, _: TicketReplica, _: Option<Event>) -> Result<Version, StoreError> {
         Err(down())
     }
     async fn list(&self, _: Listing) -> Result<Vec<TicketReplica>, StoreError> {

@@ -12,7 +12,7 @@ use ticketing::events::{
 };
 use ticketing::id::Id;
 use ticketing::price::Price;
-use ticketing::records::{OrderStatus, Record, Ticket, Timestamp, UserId};
+use ticketing::records::{OrderStatus, Record, Ticket, Timestamp, UserId, Version};
 use ticketing::services::fakes::{RecordingHandle, RecordingPublisher, Settlement};
 use ticketing::services::tickets::TicketsService;
 use ticketing::services::tickets::listeners::{on_order_cancelled, on_order_created};
@@ -39,7 +39,7 @@ where
     async fn find_by_id(&self, id: Id) -> Result<Option<R>, StoreError> {
         self.inner.find_by_id(id).await
     }
-    async fn save(&self, record: R, event: Option<Event>) -> Result<R, StoreError> {
+    async fn save(&self, record: R, event: Option<Event>) -> Result<Version, StoreError> {
         let rival = self.rival.lock().unwrap().take();
         if let Some(rival) = rival {
             rival(&self.inner);

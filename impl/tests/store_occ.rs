@@ -25,8 +25,12 @@ async fn second_save_of_a_twice_fetched_ticket_fails(store: &impl VersionedStore
         ..second
     };
 
-    let saved = store.save(first, None).await.unwrap();
-    assert_eq!(saved.version, 1);
+    let saved_at = store.save(first.clone(), None).await.unwrap();
+    assert_eq!(saved_at, 1);
+    let saved = Ticket {
+        version: saved_at,
+        ..first
+    };
     match store.save(second, None).await {
         Err(StoreError::VersionConflict {
             expected, found, ..
@@ -46,7 +50,7 @@ where
     let mut ticket = store.insert(ticket(2, 500), None).await.unwrap();
     assert_eq!(ticket.version, 0);
     for expected in 1..=2 {
-        ticket = store.save(ticket, None).await.unwrap();
+        ticket.version = store.save(ticket.clone(), None).await.unwrap();
         assert_eq!(ticket.version, expected);
         let stored = VersionedStore::<Ticket>::find_by_id(store, ticket.id)
             .await
@@ -60,9 +64,12 @@ where
         .await
         .unwrap();
     assert_eq!(placed.version, 0);
-    let saved = VersionedStore::<Order>::save(store, placed, None)
-        .await
-        .unwrap();
+    let saved = Order {
+        version: VersionedStore::<Order>::save(store, placed.clone(), None)
+            .await
+            .unwrap(),
+        ..placed
+    };
     assert_eq!(saved.version, 1);
     let (cancelled, event) = store.cancel(saved, false).await.unwrap();
     assert_eq!((cancelled.version, event.version), (2, 2));

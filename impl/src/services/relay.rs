@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusError, Publisher};
+use crate::events::Event;
 use crate::store::{Outbox, StoreError};
 
 /// How a relay runs.
@@ -51,7 +52,9 @@ pub enum RelayError {
     Crashed(&'static str),
 }
 
-/// One round: publishes up to `limit` pending entries in order, then marks them published.
+/// One round: publishes up to `limit` pending entries in order (through
+/// [`Publisher::publish_in_order`], so a backend may keep their acks in flight together),
+/// then marks them published.
 /// Returns how many were published. On a publish failure, marks the entries published before
 /// it and reports the error.
 pub async fn relay_batch<O, P>(outbox: &O, publisher: &P, limit: usize) -> Result<usize, RelayError>
@@ -60,11 +63,20 @@ where
     P: Publisher,
 {
     let pending = outbox.pending(limit).await?;
+    let publish_ids: Vec<String> = pending
+        .iter()
+        .map(|entry| entry.event.publish_id())
+        .collect();
+    let events: Vec<(&Event, Option<&str>)> = pending
+        .iter()
+        .zip(&publish_ids)
+        .map(|(entry, publish_id)| (&entry.event, Some(publish_id.as_str())))
+        .collect();
+    let answers = publisher.publish_in_order(&events).await;
     let mut published = Vec::with_capacity(pending.len());
     let mut failure = None;
-    for entry in &pending {
-        let publish_id = entry.event.publish_id();
-        match publisher.publish(&entry.event, Some(&publish_id)).await {
+    for (entry, answer) in pending.iter().zip(answers) {
+        match answer {
             Ok(_) => published.push(entry.seq),
             Err(error) => {
                 failure = Some(error);

@@ -21,7 +21,9 @@
 //!   and skips messages on subjects the group does not listen to, never handing them to the
 //!   listener. The subscription applies the group's subject set in every case.
 //! - **Publishing**: `Nats-Msg-Id` = the publish id when one is given; the stream's reply says
-//!   whether it was a duplicate. [`JetStreamBus::publish_many`] keeps every ack in flight.
+//!   whether it was a duplicate. [`JetStreamBus::publish_many`] (the relay's path, through
+//!   [`crate::bus::Publisher::publish_in_order`]) keeps a sliding window of
+//!   [`PUBLISH_WINDOW`] acks in flight.
 //! - **Members** pull in batches: a member asks for as many messages as it has free capacity
 //!   (`max_in_flight` minus the deliveries it holds unsettled, at most
 //!   [`JetStreamConfig::max_batch`]), each pull request expiring after
@@ -43,7 +45,7 @@
 //! - `config`: [`JetStreamConfig`], where the bus connects and what it creates.
 //! - `setup`: connecting, and the mapping onto the server: the stream's and a queue group's
 //!   consumer's configuration.
-//! - `publish`: publishing, one event or many with their acks in flight together.
+//! - `publish`: publishing, one event or many with a sliding window of acks in flight.
 //! - `members`: a member of a queue group: its subscription and the task that pulls for it.
 //! - `delivery`: one delivery and its ack, nak and term.
 //! - `dead_letters`: the dead-letter list, and the advisories of messages out of deliveries.
@@ -67,6 +69,7 @@ mod setup;
 pub use config::{DEFAULT_NATS_URL, JetStreamConfig, StreamStorage};
 pub use delivery::JetStreamDelivery;
 pub use members::JetStreamSubscription;
+pub use publish::PUBLISH_WINDOW;
 
 use dead_letters::DeadLetters;
 

@@ -224,8 +224,9 @@ macro_rules! pg_versioned_store {
                 &self,
                 record: $record,
                 event: Option<Event>,
-            ) -> Result<$record, StoreError> {
-                self.write_record(Write::Save, record, event).await
+            ) -> Result<Version, StoreError> {
+                let saved: $record = self.write_record(Write::Save, record, event).await?;
+                Ok(saved.version)
             }
 
             async fn list(&self, listing: Listing) -> Result<Vec<$record>, StoreError> {
