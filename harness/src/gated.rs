@@ -18,7 +18,7 @@ use ticketing::bus::{BusError, MessageHandle, PublishAck, Publisher};
 use ticketing::events::{Event, OrderCancelled, OrderCreated};
 use ticketing::id::Id;
 use ticketing::price::Price;
-use ticketing::records::{Order, Record, Reservation, Ticket, TicketReplica};
+use ticketing::records::{Order, Record, Reservation, Ticket, TicketReplica, Version};
 use ticketing::store::{
     Listing, MemStore, OrderBook, ReservationCheck, StoreError, VersionedStore,
 };
@@ -173,7 +173,7 @@ where
         VersionedStore::<R>::find_by_id(&self.inner, id).await
     }
 
-    async fn save(&self, record: R, event: Option<Event>) -> Result<R, StoreError> {
+    async fn save(&self, record: R, event: Option<Event>) -> Result<Version, StoreError> {
         let id = record.id();
         self.gate
             .pass(Op::Save {
@@ -183,9 +183,11 @@ where
             })
             .await;
         let before = R::stored(&self.inner, id);
+        let mut after = record.clone();
         let saved = VersionedStore::<R>::save(&self.inner, record, event).await;
-        if let Ok(after) = &saved {
-            self.journal_write(before, after);
+        if let Ok(version) = saved {
+            after.set_version(version);
+            self.journal_write(before, &after);
         }
         saved
     }
