@@ -28,8 +28,11 @@
 //!   (`max_in_flight` minus the deliveries it holds unsettled, at most
 //!   [`JetStreamConfig::max_batch`]), each pull request expiring after
 //!   [`JetStreamConfig::pull_expires`] (2 s): after a server restart a member pulls again
-//!   within `pull_expires` + 1 s. A member that leaves reads its last request to its end
-//!   before naking what it never took, so nothing is handed back into a request no one reads.
+//!   within `pull_expires` + 1 s. Once half its capacity is free while a request still
+//!   drains, the member sends the next request ahead (one at most), and its one pull task
+//!   reads it only after the current one ended, so deliveries keep the server's order. A
+//!   member that leaves reads its last requests to their end before naking what it never
+//!   took, so nothing is handed back into a request no one reads.
 //!   Unsettled deliveries of a member that crashes come back after `ack_wait`.
 //! - **Dead letters**: a term (`AckKind::Term`) is recorded by the member that sent it, with its
 //!   reason; a message that ran out of deliveries is recorded from the server's advisory
