@@ -8,7 +8,7 @@
 //!   publish ids (no duplicate window), and `EmbeddedBus-subscription` has each member pull,
 //!   decode and ack on its `Subscription` directly, without the member runtime (no task per
 //!   delivery).
-//! - `bus_jetstream`: `JetStreamBus` (`publish_many` in batches of 256, the relay's batch size,
+//! - `bus_jetstream`: `JetStreamBus` (`publish_many`, its sliding window of 256 acks in flight,
 //!   with publish ids; members running the member runtime); yardstick: raw async-nats publishes
 //!   with a sliding window of 256 acks in flight (the same `Nats-Msg-Id`s) and one pull
 //!   consumer task per member acking each message, on the same server, on a stream made with
@@ -301,7 +301,8 @@ fn embedded(c: &mut Criterion) {
 
 // ----- JetStream -----
 
-/// Publish acks in flight: the relay's batch size.
+/// Publish acks in flight (the bus keeps as many: `PUBLISH_WINDOW`), and the diagnostic's pull
+/// batch.
 const WINDOW: usize = 256;
 
 /// Empties the stream and removes the previous sample's consumer, so each sample's new
@@ -468,7 +469,7 @@ fn jetstream_bus(c: &mut Criterion) {
                         let group = format!("bench-{sample}");
                         let publisher = &bus;
                         through_bus(&bus, &group, (m, in_flight), events, |batch| async move {
-                            publish_in_batches(publisher, &batch).await;
+                            publish_windowed(publisher, &batch).await;
                         })
                         .await
                     })
@@ -495,17 +496,15 @@ fn jetstream_bus(c: &mut Criterion) {
     group.finish();
 }
 
-/// Publishes through the bus's pipelined path: batches of [`WINDOW`] events (the relay's batch
-/// size) with their publish ids, each batch's acks awaited together.
-async fn publish_in_batches(bus: &JetStreamBus, batch: &[(Event, String)]) {
-    for chunk in batch.chunks(WINDOW) {
-        let acks = bus
-            .publish_many(chunk.iter().map(|(event, id)| (event, Some(id.as_str()))))
-            .await;
-        for ack in acks {
-            if let Err(error) = ack {
-                panic!("publish: {error}");
-            }
+/// Publishes through the bus's pipelined path, `publish_many` with its publish ids: a sliding
+/// window of [`ticketing::bus::jetstream::PUBLISH_WINDOW`] acks in flight, as the yardstick's.
+async fn publish_windowed(bus: &JetStreamBus, batch: &[(Event, String)]) {
+    let acks = bus
+        .publish_many(batch.iter().map(|(event, id)| (event, Some(id.as_str()))))
+        .await;
+    for ack in acks {
+        if let Err(error) = ack {
+            panic!("publish: {error}");
         }
     }
 }

@@ -5,7 +5,8 @@
 //!   uniform keys or one hot key, 1 and 2 threads; yardsticks: `dashmap` 6 (read a clone, then
 //!   compare-and-set through `entry`), `RwLock<HashMap>` and one `Mutex<HashMap>`, all holding
 //!   the same `Ticket` records and doing the same read, compare and write. A diagnostic
-//!   (no goal), `Mutex-HashMap-returning`, also returns the saved record as `save` does.
+//!   (no goal), `Mutex-HashMap-returning`, also returns the saved record, as `save` did before
+//!   it answered the new version.
 //! - `store_pg`: `PgStore` (`find_by_id` + `save`) at 1, 2 and 8 connections; yardstick: the
 //!   same loop sent raw with tokio-postgres and prepared statements (`SELECT version`, then
 //!   `UPDATE ... WHERE id = $1 AND version = $2`), on the same server, in a fresh database per
@@ -52,8 +53,8 @@ impl UpdateIfCurrent for MemStore {
         };
         ticket.price = prices()[price_index & 1];
         match self.save_now(ticket) {
-            Ok(saved) => {
-                black_box(saved);
+            Ok(saved_at) => {
+                black_box(saved_at);
                 true
             }
             Err(StoreError::VersionConflict { .. }) => false,
@@ -103,8 +104,8 @@ impl UpdateIfCurrent for Locked {
 
 /// One `std::sync::Mutex<HashMap>`, locked once to read and once to compare and write.
 ///
-/// With `RETURNS_SAVED`, a diagnostic rather than a goal: it keeps `save`'s contract, which
-/// returns the saved record and so stores a copy of it (on `Ticket`, two reference-count
+/// With `RETURNS_SAVED`, a diagnostic rather than a goal: it keeps `save`'s contract before
+/// it answered the new version, returning the saved record and so storing a copy of it (on `Ticket`, two reference-count
 /// increments and, when it is replaced, two decrements that the plain yardstick does not pay).
 struct Single<const RETURNS_SAVED: bool>(Mutex<HashMap<Id, Ticket>>);
 

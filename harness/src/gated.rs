@@ -173,7 +173,7 @@ where
         VersionedStore::<R>::find_by_id(&self.inner, id).await
     }
 
-    async fn save(&self, record: R, event: Option<Event>) -> Result<R, StoreError> {
+    async fn save(&self, record: R, event: Option<Event>) -> Result<Version, StoreError> {
         let id = record.id();
         self.gate
             .pass(Op::Save {
@@ -183,14 +183,20 @@ where
             })
             .await;
         let before = R::stored(&self.inner, id);
+        let mut after = record.clone();
         let saved = VersionedStore::<R>::save(&self.inner, record, event).await;
-        if let Ok(after) = &saved {
-            self.journal_write(before, after);
+        if let Ok(version) = saved {
+            after.set_version(version);
+            self.journal_write(before, &after);
         }
         saved
     }
 
-    async fn replace_if_current(&self, record: R, read_version: Version) -> Result<R, StoreError> {
+    async fn replace_if_current(
+        &self,
+        record: R,
+        read_version: Version,
+    ) -> Result<Version, StoreError> {
         let id = record.id();
         // The model's save step: the same gate operation as a save read at `read_version`.
         self.gate
@@ -201,10 +207,11 @@ where
             })
             .await;
         let before = R::stored(&self.inner, id);
+        let after = record.clone();
         let replaced =
             VersionedStore::<R>::replace_if_current(&self.inner, record, read_version).await;
-        if let Ok(after) = &replaced {
-            self.journal_write(before, after);
+        if replaced.is_ok() {
+            self.journal_write(before, &after);
         }
         replaced
     }

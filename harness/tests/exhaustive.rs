@@ -157,7 +157,10 @@ fn a_run_cut_short_by_max_paths_fails_unless_partial_is_allowed() {
     let cut = exhaustive_cli(&["--max-paths", "1"]);
     let said = String::from_utf8_lossy(&cut.stdout);
     assert!(!cut.status.success(), "a cut-short run must fail: {said}");
-    assert!(said.contains("--allow-partial"), "it says how to accept it: {said}");
+    assert!(
+        said.contains("--allow-partial"),
+        "it says how to accept it: {said}"
+    );
 
     let allowed = exhaustive_cli(&["--max-paths", "1", "--allow-partial"]);
     assert!(

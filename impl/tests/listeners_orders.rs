@@ -51,14 +51,18 @@ where
     async fn find_by_id(&self, id: Id) -> Result<Option<R>, StoreError> {
         self.inner.find_by_id(id).await
     }
-    async fn save(&self, record: R, event: Option<Event>) -> Result<R, StoreError> {
+    async fn save(&self, record: R, event: Option<Event>) -> Result<Version, StoreError> {
         let rival = self.rival.lock().unwrap().take();
         if let Some(rival) = rival {
             rival(&self.inner);
         }
         self.inner.save(record, event).await
     }
-    async fn replace_if_current(&self, record: R, read_version: Version) -> Result<R, StoreError> {
+    async fn replace_if_current(
+        &self,
+        record: R,
+        read_version: Version,
+    ) -> Result<Version, StoreError> {
         let rival = self.rival.lock().unwrap().take();
         if let Some(rival) = rival {
             rival(&self.inner);
@@ -380,14 +384,14 @@ impl VersionedStore<TicketReplica> for DownStore {
     async fn find_by_id(&self, _: Id) -> Result<Option<TicketReplica>, StoreError> {
         Err(down())
     }
-    async fn save(&self, _: TicketReplica, _: Option<Event>) -> Result<TicketReplica, StoreError> {
+    async fn save(&self, _: TicketReplica, _: Option<Event>) -> Result<Version, StoreError> {
         Err(down())
     }
     async fn replace_if_current(
         &self,
         _: TicketReplica,
         _: Version,
-    ) -> Result<TicketReplica, StoreError> {
+    ) -> Result<Version, StoreError> {
         Err(down())
     }
     async fn list(&self, _: Listing) -> Result<Vec<TicketReplica>, StoreError> {

@@ -39,14 +39,18 @@ where
     async fn find_by_id(&self, id: Id) -> Result<Option<R>, StoreError> {
         self.inner.find_by_id(id).await
     }
-    async fn save(&self, record: R, event: Option<Event>) -> Result<R, StoreError> {
+    async fn save(&self, record: R, event: Option<Event>) -> Result<Version, StoreError> {
         let rival = self.rival.lock().unwrap().take();
         if let Some(rival) = rival {
             rival(&self.inner);
         }
         self.inner.save(record, event).await
     }
-    async fn replace_if_current(&self, record: R, read_version: Version) -> Result<R, StoreError> {
+    async fn replace_if_current(
+        &self,
+        record: R,
+        read_version: Version,
+    ) -> Result<Version, StoreError> {
         self.inner.replace_if_current(record, read_version).await
     }
     async fn list(&self, listing: Listing) -> Result<Vec<R>, StoreError> {

@@ -98,16 +98,27 @@ mod loom_memstore {
                         title: cents.to_string().into(),
                         ..read.clone()
                     };
-                    thread::spawn(move || store.save_now(mine))
+                    thread::spawn(move || (mine.clone(), store.save_now(mine)))
                 })
                 .collect();
             let results: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
 
-            let winners: Vec<&Ticket> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+            let winners: Vec<Ticket> = results
+                .iter()
+                .filter_map(|(mine, result)| {
+                    let version = *result.as_ref().ok()?;
+                    Some(Ticket {
+                        version,
+                        ..mine.clone()
+                    })
+                })
+                .collect();
             assert_eq!(winners.len(), 1, "{results:?}");
             assert_eq!(winners[0].version, 1);
-            let losers: Vec<&StoreError> =
-                results.iter().filter_map(|r| r.as_ref().err()).collect();
+            let losers: Vec<&StoreError> = results
+                .iter()
+                .filter_map(|(_, result)| result.as_ref().err())
+                .collect();
             assert!(
                 matches!(
                     losers[..],
@@ -120,7 +131,7 @@ mod loom_memstore {
                 "{losers:?}"
             );
             let stored: Ticket = store.find_now(id(1)).unwrap();
-            assert_eq!(&stored, winners[0], "the stored ticket is not the winner's");
+            assert_eq!(stored, winners[0], "the stored ticket is not the winner's");
         });
     }
 
@@ -186,7 +197,7 @@ mod loom_memstore {
                                 ..read
                             };
                             match store.save_now(next) {
-                                Ok(saved) => return (versions_read, saved.version),
+                                Ok(saved_at) => return (versions_read, saved_at),
                                 Err(conflict @ StoreError::VersionConflict { .. }) => {
                                     drop(conflict)
                                 }

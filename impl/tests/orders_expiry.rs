@@ -22,7 +22,7 @@ use ticketing::events::Event;
 use ticketing::events::{OrderCancelled, OrderCreated};
 use ticketing::id::Id;
 use ticketing::price::Price;
-use ticketing::records::{Order, OrderStatus, Reservation, TicketReplica, Timestamp};
+use ticketing::records::{Order, OrderStatus, Reservation, TicketReplica, Timestamp, Version};
 use ticketing::services::ServiceConfig;
 use ticketing::services::fakes::RecordingPublisher;
 use ticketing::services::orders::expiry::{expire_due, expire_order};
@@ -232,8 +232,16 @@ impl<S: OrderBook + Clone> VersionedStore<Order> for RivalAfterFirstRead<S> {
         read
     }
 
-    async fn save(&self, record: Order, event: Option<Event>) -> Result<Order, StoreError> {
+    async fn save(&self, record: Order, event: Option<Event>) -> Result<Version, StoreError> {
         self.inner.save(record, event).await
+    }
+
+    async fn replace_if_current(
+        &self,
+        record: Order,
+        read_version: Version,
+    ) -> Result<Version, StoreError> {
+        self.inner.replace_if_current(record, read_version).await
     }
 
     async fn list(&self, listing: Listing) -> Result<Vec<Order>, StoreError> {

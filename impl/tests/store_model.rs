@@ -796,6 +796,20 @@ where
     fn written<R>(result: Result<R, StoreError>, wrap: fn(R) -> Rec) -> Outcome {
         Outcome::Written(result.map(wrap).map_err(Failure::from))
     }
+    /// A save answers the version it stored: the record written is `record` at that version.
+    fn saved<R: Record>(
+        mut record: R,
+        result: Result<Version, StoreError>,
+        wrap: fn(R) -> Rec,
+    ) -> Outcome {
+        written(
+            result.map(|version| {
+                record.set_version(version);
+                record
+            }),
+            wrap,
+        )
+    }
     fn found<R>(result: Result<Option<R>, StoreError>, wrap: fn(R) -> Rec) -> Outcome {
         match result {
             Ok(found) => Outcome::Found(found.map(wrap)),
@@ -815,7 +829,7 @@ where
         }
         Op::SaveTicket { ticket, event } => {
             let event = event.then(|| event_for(&ticket));
-            written(store.save(ticket, event).await, Rec::Ticket)
+            saved(ticket.clone(), store.save(ticket, event).await, Rec::Ticket)
         }
         Op::FindTicket { n } => found(
             VersionedStore::<Ticket>::find_by_id(store, id(n)).await,
@@ -835,7 +849,11 @@ where
         }
         Op::SaveReplica { replica, event } => {
             let event = event.then(|| event_for(&replica));
-            written(store.save(replica, event).await, Rec::Replica)
+            saved(
+                replica.clone(),
+                store.save(replica, event).await,
+                Rec::Replica,
+            )
         }
         Op::FindReplica { n } => found(
             VersionedStore::<TicketReplica>::find_by_id(store, id(n)).await,
@@ -855,7 +873,7 @@ where
         }
         Op::SaveOrder { order, event } => {
             let event = event.then(|| event_for(&order));
-            written(store.save(order, event).await, Rec::Order)
+            saved(order.clone(), store.save(order, event).await, Rec::Order)
         }
         Op::FindOrder { n } => found(
             VersionedStore::<Order>::find_by_id(store, id(n)).await,
@@ -899,7 +917,11 @@ where
                         ..read
                     };
                     let event = event.then(|| event_for(&changed));
-                    written(store.save(changed, event).await, Rec::Ticket)
+                    saved(
+                        changed.clone(),
+                        store.save(changed, event).await,
+                        Rec::Ticket,
+                    )
                 }
                 other => found(other, Rec::Ticket),
             }
@@ -909,7 +931,11 @@ where
                 Ok(Some(read)) => {
                     let changed = Order { status, ..read };
                     let event = event.then(|| event_for(&changed));
-                    written(store.save(changed, event).await, Rec::Order)
+                    saved(
+                        changed.clone(),
+                        store.save(changed, event).await,
+                        Rec::Order,
+                    )
                 }
                 other => found(other, Rec::Order),
             }

@@ -243,7 +243,7 @@ async fn concurrent_increments_lose_no_update() {
                         ..read
                     };
                     match store.save(next, None).await {
-                        Ok(saved) => versions.push(saved.version),
+                        Ok(saved_at) => versions.push(saved_at),
                         Err(error) if error.is_conflict() => conflicts += 1,
                         Err(error) => panic!("an increment failed: {error}"),
                     }
@@ -320,7 +320,10 @@ async fn find_by_event_finds_the_version_an_event_applies_to() {
         return;
     };
     let created = store.insert(ticket(1, 100), None).await.unwrap();
-    let saved = store.save(created, None).await.unwrap();
+    let saved = Ticket {
+        version: store.save(created.clone(), None).await.unwrap(),
+        ..created
+    };
     let at = |version| VersionedStore::<Ticket>::find_by_event(&store, id(1), version);
     assert_eq!(at(2).await.unwrap(), Some(saved));
     assert_eq!(at(1).await.unwrap(), None);

@@ -153,6 +153,29 @@ pub trait Publisher: Send + Sync {
     fn reachable(&self) -> bool {
         true
     }
+
+    /// Publishes `events` in their order, each with its publish id, and answers for each in
+    /// that order up to and including the first failure (the answers may stop there: what
+    /// follows it is not known to be stored). A backend may overlap the sends with the
+    /// broker's acks (JetStream keeps a sliding window); by default it publishes one at a
+    /// time, so a stepped broker (the harness's) sees the same steps as before.
+    fn publish_in_order(
+        &self,
+        events: &[(&Event, Option<&str>)],
+    ) -> impl Future<Output = Vec<Result<PublishAck, BusError>>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(events.len());
+            for (event, publish_id) in events {
+                let answer = self.publish(event, *publish_id).await;
+                let failed = answer.is_err();
+                answers.push(answer);
+                if failed {
+                    break;
+                }
+            }
+            answers
+        }
+    }
 }
 
 /// Publishes bytes as they are, on any subject: how tests and tools put a malformed payload

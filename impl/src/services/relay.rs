@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusError, Publisher};
+use crate::events::Event;
 use crate::store::{Outbox, OutboxEntry, StoreError};
 
 /// How a relay runs.
@@ -52,10 +53,11 @@ pub enum RelayError {
     Crashed(&'static str),
 }
 
-/// One round: publishes up to `limit` pending entries in order, then marks them published.
-/// Returns how many were published. An entry that cannot be encoded is quarantined and the
-/// round goes on. On any other publish failure, marks the entries published before it and
-/// reports the error.
+/// One round: publishes up to `limit` pending entries in order (through
+/// [`Publisher::publish_in_order`], so a backend may keep their acks in flight together),
+/// then marks them published. Returns how many were published. An entry that cannot be
+/// encoded is quarantined and the relay goes on. On any other publish failure, marks the
+/// entries published before it and reports the error.
 pub async fn relay_batch<O, P>(outbox: &O, publisher: &P, limit: usize) -> Result<usize, RelayError>
 where
     O: Outbox,
@@ -77,11 +79,20 @@ where
 {
     let pending = outbox.pending(limit).await?;
     observe(&pending);
+    let publish_ids: Vec<String> = pending
+        .iter()
+        .map(|entry| entry.event.publish_id())
+        .collect();
+    let events: Vec<(&Event, Option<&str>)> = pending
+        .iter()
+        .zip(&publish_ids)
+        .map(|(entry, publish_id)| (&entry.event, Some(publish_id.as_str())))
+        .collect();
+    let answers = publisher.publish_in_order(&events).await;
     let mut published = Vec::with_capacity(pending.len());
     let mut failure = None;
-    for entry in &pending {
-        let publish_id = entry.event.publish_id();
-        match publisher.publish(&entry.event, Some(&publish_id)).await {
+    for (entry, answer) in pending.iter().zip(answers) {
+        match answer {
             Ok(_) => published.push(entry.seq),
             // No retry can publish what does not encode: set it aside and go on.
             Err(BusError::Encode(error)) => {

@@ -100,13 +100,13 @@ impl<R: Record> Table<R> {
     }
 
     /// Update-if-current under the shard lock; `commit` runs under the same lock once the
-    /// write is certain.
+    /// write is certain. Returns the version stored.
     ///
-    /// The copy to store is made before the shard is locked and the record it replaces is
-    /// dropped after the lock is released: a record's clone and drop touch its shared
+    /// The record moves into the table: no copy is made, and the record it replaces is
+    /// dropped after the lock is released. A record's clone and drop touch its shared
     /// strings' reference counts, and on a hot record those are what two threads would
     /// otherwise contend for while holding the shard.
-    fn save(&self, mut record: R, commit: impl FnOnce()) -> Result<R, StoreError> {
+    fn save(&self, mut record: R, commit: impl FnOnce()) -> Result<Version, StoreError> {
         let read_at = record.version();
         record.set_version(read_at + 1);
         self.replace(record, read_at, commit)
@@ -114,9 +114,15 @@ impl<R: Record> Table<R> {
 
     /// Stores `record` as it is (its version included) if the stored version is `read_at`,
     /// under the shard lock; `commit` runs under the same lock once the write is certain.
-    fn replace(&self, record: R, read_at: Version, commit: impl FnOnce()) -> Result<R, StoreError> {
+    /// Returns the version stored.
+    fn replace(
+        &self,
+        record: R,
+        read_at: Version,
+        commit: impl FnOnce(),
+    ) -> Result<Version, StoreError> {
         let id = record.id();
-        let to_store = record.clone();
+        let stored_at = record.version();
         let replaced = {
             let mut shard = self.shard(&id).lock();
             let stored = shard
@@ -131,10 +137,10 @@ impl<R: Record> Table<R> {
                 });
             }
             commit();
-            std::mem::replace(stored, to_store)
+            std::mem::replace(stored, record)
         };
         drop(replaced);
-        Ok(record)
+        Ok(stored_at)
     }
 }
 
@@ -156,14 +162,14 @@ impl TicketReservations {
         self.active_orders.first().copied()
     }
 
-    /// Keeps the index in step with `order` as just written.
-    fn track(&mut self, order: &Order) {
-        if order.status.is_active() {
-            if !self.active_orders.contains(&order.id) {
-                self.active_orders.push(order.id);
+    /// Keeps the index in step with order `order_id` as just written, active or not.
+    fn track(&mut self, order_id: Id, active: bool) {
+        if active {
+            if !self.active_orders.contains(&order_id) {
+                self.active_orders.push(order_id);
             }
         } else {
-            self.active_orders.retain(|active| *active != order.id);
+            self.active_orders.retain(|held| *held != order_id);
         }
     }
 }
@@ -248,7 +254,7 @@ impl MemStore {
         table: &Table<R>,
         record: R,
         event: Option<Event>,
-    ) -> Result<R, StoreError> {
+    ) -> Result<Version, StoreError> {
         table.save(record, || self.push_outbox(event))
     }
 
@@ -274,7 +280,7 @@ impl MemStore {
         let outboxed = outbox.then(|| Event::OrderCreated(event.clone()));
         let order = tables.orders.insert(order, || self.push_outbox(outboxed))?;
         entry.count = reservation;
-        entry.track(&order);
+        entry.track(order.id, order.status.is_active());
         Ok((order, event))
     }
 
@@ -294,26 +300,33 @@ impl MemStore {
             status: OrderStatus::Cancelled,
             ..order
         };
-        let cancelled = tables
+        let version = tables
             .orders
-            .save(cancelled, || self.push_outbox(outboxed))?;
+            .save(cancelled.clone(), || self.push_outbox(outboxed))?;
         entry.count = reservation;
-        entry.track(&cancelled);
-        Ok((cancelled, event))
+        entry.track(cancelled.id, false);
+        Ok((
+            Order {
+                version,
+                ..cancelled
+            },
+            event,
+        ))
     }
 
     /// A generic order write (insert or save) that keeps the active-order index in step.
-    fn write_order(
+    fn write_order<T>(
         &self,
         order: Order,
         event: Option<Event>,
-        write: impl FnOnce(&Table<Order>, Order, Option<Event>) -> Result<Order, StoreError>,
-    ) -> Result<Order, StoreError> {
+        write: impl FnOnce(&Table<Order>, Order, Option<Event>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let tables = &self.tables;
+        let (order_id, active) = (order.id, order.status.is_active());
         let mut reservations = tables.reservations.shard(&order.ticket_id).lock();
         let entry = reservations.entry(order.ticket_id).or_default();
         let written = write(&tables.orders, order, event)?;
-        entry.track(&written);
+        entry.track(order_id, active);
         Ok(written)
     }
 
@@ -342,7 +355,7 @@ macro_rules! plain_versioned_store {
                 &self,
                 record: $record,
                 event: Option<Event>,
-            ) -> Result<$record, StoreError> {
+            ) -> Result<Version, StoreError> {
                 self.save_in(&self.tables.$table, record, event)
             }
 
@@ -350,7 +363,7 @@ macro_rules! plain_versioned_store {
                 &self,
                 record: $record,
                 read_version: Version,
-            ) -> Result<$record, StoreError> {
+            ) -> Result<Version, StoreError> {
                 self.tables.$table.replace(record, read_version, || {})
             }
 
@@ -383,7 +396,7 @@ impl VersionedStore<Order> for MemStore {
         Ok(self.tables.orders.find(id))
     }
 
-    async fn save(&self, order: Order, event: Option<Event>) -> Result<Order, StoreError> {
+    async fn save(&self, order: Order, event: Option<Event>) -> Result<Version, StoreError> {
         self.write_order(order, event, |table, order, event| {
             self.save_in(table, order, event)
         })
@@ -393,7 +406,7 @@ impl VersionedStore<Order> for MemStore {
         &self,
         order: Order,
         read_version: Version,
-    ) -> Result<Order, StoreError> {
+    ) -> Result<Version, StoreError> {
         self.write_order(order, None, |table, order, _| {
             table.replace(order, read_version, || {})
         })
@@ -487,8 +500,8 @@ impl MemStore {
         R::table(self).find(id)
     }
 
-    /// See [`VersionedStore::save`] (without an outbox event).
-    pub fn save_now<R: MemRecord>(&self, record: R) -> Result<R, StoreError> {
+    /// See [`VersionedStore::save`] (without an outbox event): the version stored.
+    pub fn save_now<R: MemRecord>(&self, record: R) -> Result<Version, StoreError> {
         R::table(self).save(record, || ())
     }
 

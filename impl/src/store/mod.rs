@@ -141,24 +141,29 @@ pub trait VersionedStore<R: Record>: Send + Sync {
     }
 
     /// Update-if-current: `record.version` is the version it was read at. Stores the record
-    /// with version + 1 (and `event` in the outbox, in the same write) and returns it, or fails
-    /// with [`StoreError::VersionConflict`] / [`StoreError::NotFound`] and changes nothing.
+    /// with version + 1 (and `event` in the outbox, in the same write) and returns the version
+    /// stored, or fails with [`StoreError::VersionConflict`] / [`StoreError::NotFound`] and
+    /// changes nothing.
+    ///
+    /// It answers the new version, not the record: every caller already holds the record it
+    /// wrote, and a second copy of it is what a hot record's save would pay for (a copy of a
+    /// record's shared strings is reference-count traffic other threads contend for).
     fn save(
         &self,
         record: R,
         event: Option<Event>,
-    ) -> impl Future<Output = Result<R, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Version, StoreError>> + Send;
 
     /// Update-if-current for a replica: stores `record` as it is, its version included (a
     /// replica stores the event's version, it does not count its own saves), if the stored
-    /// version is still `read_version`. Returns it, or fails with
+    /// version is still `read_version`. Returns the version stored, or fails with
     /// [`StoreError::VersionConflict`] / [`StoreError::NotFound`] and changes nothing.
     /// Primaries use [`VersionedStore::save`].
     fn replace_if_current(
         &self,
         record: R,
         read_version: Version,
-    ) -> impl Future<Output = Result<R, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Version, StoreError>> + Send;
 
     /// The records `listing` selects, in no particular order.
     fn list(&self, listing: Listing) -> impl Future<Output = Result<Vec<R>, StoreError>> + Send;

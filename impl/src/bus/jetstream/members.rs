@@ -1,10 +1,13 @@
 //! A member of a queue group on JetStream: its subscription, and the task that pulls for it
-//! in batches as large as the member's free capacity.
+//! in batches as large as the member's free capacity, with the next request sent while the
+//! current one drains.
 //!
 //! The invariant: a member never holds more than `max_in_flight` unsettled deliveries (each
-//! holds a permit of its member's capacity, and a pull request asks for no more than the free
-//! permits), and a member that leaves hands back everything it fetched and never took, only
-//! once its last pull request is over, so nothing is handed back into a request no one reads.
+//! holds a permit of its member's capacity, and the open pull requests together ask for no
+//! more than the free permits); one task reads the requests one after the other, so
+//! deliveries keep the server's order; and a member that leaves hands back everything it
+//! fetched and never took, only once its last pull requests are over (the current one and the
+//! one sent ahead), so nothing is handed back into a request no one reads.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -60,6 +63,8 @@ impl Bus for JetStreamBus {
             dead_letters: self.inner.dead_letters.clone(),
             expires: config.pull_expires,
             max_batch: config.max_batch.max(1),
+            ahead_at: (options.max_in_flight.min(config.max_batch.max(1)) / 2).max(1),
+            ahead: None,
             untaken: Some(untaken),
         };
         tokio::spawn(puller.run());
@@ -94,8 +99,23 @@ struct Puller {
     dead_letters: DeadLetters,
     expires: Duration,
     max_batch: usize,
+    /// Free permits at which the next pull request is sent while the current one drains:
+    /// half of the largest request (`max_in_flight` or `max_batch`), at least one.
+    ahead_at: usize,
+    /// The pull request sent ahead, read once the current one has ended.
+    ahead: Option<Request>,
     /// Deliveries the member never took, sent back by the subscription when it is dropped.
     untaken: Option<oneshot::Receiver<Vec<JetStreamDelivery>>>,
+}
+
+/// A pull request sent and not yet read to its end.
+struct Request {
+    batch: pull::Batch,
+    /// One permit per message asked for and not yet arrived.
+    permits: OwnedSemaphorePermit,
+    /// When to stop waiting for the server's answer (it answers an expired request; if it is
+    /// gone, restarted, give up a little later).
+    deadline: Instant,
 }
 
 /// How a pull request ended.
@@ -114,15 +134,26 @@ impl Puller {
         self.epoch.borrow_and_update();
         let mut failures: u32 = 0;
         loop {
-            let permits = tokio::select! {
-                biased;
-                () = self.stop.cancelled() => return self.leave(Vec::new()).await,
-                permit = Arc::clone(&self.capacity).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return self.leave(Vec::new()).await,
-                },
+            // The request sent ahead while the last one drained, or a new one.
+            let current = match self.ahead.take() {
+                Some(request) => Ok(request),
+                None => {
+                    let permits = tokio::select! {
+                        biased;
+                        () = self.stop.cancelled() => return self.leave(Vec::new()).await,
+                        permit = Arc::clone(&self.capacity).acquire_owned() => match permit {
+                            Ok(permit) => permit,
+                            Err(_) => return self.leave(Vec::new()).await,
+                        },
+                    };
+                    self.request(permits).await
+                }
             };
-            match self.pull(permits).await {
+            let pulled = match current {
+                Ok(request) => self.read(request).await,
+                Err(why) => Pulled::Failed(why),
+            };
+            match pulled {
                 Pulled::Stop(late) => return self.leave(late).await,
                 Pulled::Done => failures = 0,
                 Pulled::Failed(why) => {
@@ -142,12 +173,13 @@ impl Puller {
         }
     }
 
-    /// One pull request for as many messages as there is capacity (at least one permit held).
-    async fn pull(&mut self, mut permits: OwnedSemaphorePermit) -> Pulled {
+    /// Sends one pull request for as many messages as there is capacity (at least the one
+    /// permit held), up to the batch size.
+    async fn request(&self, mut permits: OwnedSemaphorePermit) -> Result<Request, String> {
         let more = self
             .capacity
             .available_permits()
-            .min(self.max_batch.saturating_sub(1));
+            .min(self.max_batch.saturating_sub(permits.num_permits()));
         if more > 0
             && let Ok(extra) =
                 Arc::clone(&self.capacity).try_acquire_many_owned(u32::try_from(more).unwrap_or(0))
@@ -156,55 +188,90 @@ impl Puller {
         }
         let wanted = permits.num_permits();
         tracing::trace!(queue_group = %self.queue_group, wanted, "pull request");
-        let request = self
+        // Not cancelled by `stop`: a request sent must be read to its end (see `leave`).
+        let batch = self
             .consumer
             .batch()
             .max_messages(wanted)
             .expires(self.expires)
-            .messages();
-        // Not cancelled by `stop`: a request sent must be read to its end (see `leave`).
-        let mut batch = tokio::select! {
-            batch = request => match batch {
-                Ok(batch) => batch,
-                Err(error) => return Pulled::Failed(error.to_string()),
-            },
-        };
-        // The server answers an expired request; if it is gone (restarted), give up a little
-        // later and ask again. A reconnect does not end the request early: the server may
-        // still hold it (a dropped connection, not a restart), and the client re-subscribes
-        // its inbox, so messages may still come; dropping it would strand them until their
-        // ack wait.
+            .messages()
+            .await
+            .map_err(|error| error.to_string())?;
+        // A reconnect does not end the request early: the server may still hold it (a
+        // dropped connection, not a restart), and the client re-subscribes its inbox, so
+        // messages may still come; dropping it would strand them until their ack wait.
         let deadline = Instant::now() + self.expires + Duration::from_secs(1);
+        Ok(Request {
+            batch,
+            permits,
+            deadline,
+        })
+    }
+
+    /// Sends the next pull request while the current one still drains, once at least
+    /// `ahead_at` permits are free (so the server has the next request before the current
+    /// one is filled, as async-nats's `stream()` does). Only one is ever sent ahead, and it is
+    /// read only after the current one ended, by this same task, so deliveries keep the
+    /// order the server gave them.
+    async fn request_ahead(&mut self) {
+        if self.ahead.is_some() {
+            return;
+        }
+        let free = self.capacity.available_permits().min(self.max_batch);
+        if free < self.ahead_at {
+            return;
+        }
+        let Ok(permits) =
+            Arc::clone(&self.capacity).try_acquire_many_owned(u32::try_from(free).unwrap_or(0))
+        else {
+            return;
+        };
+        match self.request(permits).await {
+            Ok(request) => self.ahead = Some(request),
+            // Asked again, and the failure reported, once the current request has ended.
+            Err(why) => {
+                tracing::debug!(queue_group = %self.queue_group, "pull ahead failed: {why}")
+            }
+        }
+    }
+
+    /// Reads one pull request to its end, handing each message to the member (and sending
+    /// the next request ahead once there is room for it).
+    async fn read(&mut self, mut current: Request) -> Pulled {
         loop {
             let next = tokio::select! {
                 biased;
-                () = self.stop.cancelled() => return Pulled::Stop(drain(batch, deadline).await),
-                next = tokio::time::timeout_at(deadline, batch.next()) => next,
+                () = self.stop.cancelled() => {
+                    return Pulled::Stop(drain(current.batch, current.deadline).await);
+                }
+                next = tokio::time::timeout_at(current.deadline, current.batch.next()) => next,
             };
             let message = match next {
                 Err(_) | Ok(None) => return Pulled::Done,
                 Ok(Some(Err(error))) => return Pulled::Failed(error.to_string()),
                 Ok(Some(Ok(message))) => message,
             };
-            let Some(permit) = permits.split(1) else {
+            let Some(permit) = current.permits.split(1) else {
                 // More than asked for cannot happen; let the ack wait redeliver it.
                 return Pulled::Done;
             };
-            let Some(delivery) = self.delivery(message, permit).await else {
-                continue;
-            };
-            tracing::trace!(
-                queue_group = %self.queue_group,
-                stream_seq = delivery.stream_seq,
-                delivery_count = delivery.delivery_count,
-                "delivered"
-            );
-            if let Err(mpsc::error::SendError(Ok(delivery))) = self.deliveries.send(Ok(delivery)) {
-                // The member left while this was on its way.
-                let mut late = drain(batch, deadline).await;
-                late.push(delivery.message);
-                return Pulled::Stop(late);
+            if let Some(delivery) = self.delivery(message, permit).await {
+                tracing::trace!(
+                    queue_group = %self.queue_group,
+                    stream_seq = delivery.stream_seq,
+                    delivery_count = delivery.delivery_count,
+                    "delivered"
+                );
+                if let Err(mpsc::error::SendError(Ok(delivery))) =
+                    self.deliveries.send(Ok(delivery))
+                {
+                    // The member left while this was on its way.
+                    let mut late = drain(current.batch, current.deadline).await;
+                    late.push(delivery.message);
+                    return Pulled::Stop(late);
+                }
             }
+            self.request_ahead().await;
         }
     }
 
@@ -212,6 +279,9 @@ impl Puller {
     /// what it never took. Only now, with its last pull request over: a nak while that request
     /// was open could be answered by redelivering into it, to be lost until the ack wait.
     async fn leave(&mut self, mut late: Vec<jetstream::Message>) {
+        if let Some(ahead) = self.ahead.take() {
+            late.extend(drain(ahead.batch, ahead.deadline).await);
+        }
         if let Some(untaken) = self.untaken.take()
             && let Ok(Ok(untaken)) = tokio::time::timeout(Duration::from_secs(1), untaken).await
         {

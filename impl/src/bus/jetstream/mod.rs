@@ -24,13 +24,18 @@
 //!   and skips messages on subjects the group does not listen to, never handing them to the
 //!   listener. The subscription applies the group's subject set in every case.
 //! - **Publishing**: `Nats-Msg-Id` = the publish id when one is given; the stream's reply says
-//!   whether it was a duplicate. [`JetStreamBus::publish_many`] keeps every ack in flight.
+//!   whether it was a duplicate. [`JetStreamBus::publish_many`] (the relay's path, through
+//!   [`crate::bus::Publisher::publish_in_order`]) keeps a sliding window of
+//!   [`PUBLISH_WINDOW`] acks in flight.
 //! - **Members** pull in batches: a member asks for as many messages as it has free capacity
 //!   (`max_in_flight` minus the deliveries it holds unsettled, at most
 //!   [`JetStreamConfig::max_batch`]), each pull request expiring after
 //!   [`JetStreamConfig::pull_expires`] (2 s): after a server restart a member pulls again
-//!   within `pull_expires` + 1 s. A member that leaves reads its last request to its end
-//!   before naking what it never took, so nothing is handed back into a request no one reads.
+//!   within `pull_expires` + 1 s. Once half its capacity is free while a request still
+//!   drains, the member sends the next request ahead (one at most), and its one pull task
+//!   reads it only after the current one ended, so deliveries keep the server's order. A
+//!   member that leaves reads its last requests to their end before naking what it never
+//!   took, so nothing is handed back into a request no one reads.
 //!   Unsettled deliveries of a member that crashes come back after `ack_wait`.
 //! - **Dead letters**: a term (`AckKind::Term`) is recorded by the member that sent it, with its
 //!   reason; a message that ran out of deliveries is recorded from the server's advisory
@@ -49,7 +54,7 @@
 //! - `config`: [`JetStreamConfig`], where the bus connects and what it creates.
 //! - `setup`: connecting, and the mapping onto the server: the stream's and a queue group's
 //!   consumer's configuration.
-//! - `publish`: publishing, one event or many with their acks in flight together.
+//! - `publish`: publishing, one event or many with a sliding window of acks in flight.
 //! - `members`: a member of a queue group: its subscription and the task that pulls for it.
 //! - `delivery`: one delivery and its ack, nak and term.
 //! - `dead_letters`: where dead letters are recorded, and the advisories of messages out of
@@ -80,6 +85,7 @@ pub use dead_letter_stream::{
 };
 pub use delivery::JetStreamDelivery;
 pub use members::JetStreamSubscription;
+pub use publish::PUBLISH_WINDOW;
 
 use dead_letters::DeadLetters;
 

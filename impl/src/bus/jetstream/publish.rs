@@ -1,9 +1,14 @@
-//! Publishing on JetStream: one event, raw bytes, or many events whose acks are awaited
-//! together.
+//! Publishing on JetStream: one event, raw bytes, or many events with a sliding window of
+//! acks in flight.
 //!
 //! The invariant: a publish succeeds only once the stream acknowledged it (stored, or a
 //! duplicate of a publish id within the duplicate window: `Nats-Msg-Id`), within the request
-//! timeout; the subject carries the configured prefix.
+//! timeout; the subject carries the configured prefix. Many events are sent in order on one
+//! connection (so the stream stores them in that order) with at most [`PUBLISH_WINDOW`] acks
+//! awaited at a time.
+
+use std::collections::VecDeque;
+use std::future::Future;
 
 use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
@@ -13,15 +18,29 @@ use super::{JetStreamBus, broker};
 use crate::bus::{BusError, PublishAck, Publisher, RawPublisher};
 use crate::events::Event;
 
+/// Publish acks [`JetStreamBus::publish_many`] keeps in flight: the next event is sent
+/// while the acks of up to this many earlier ones are still on their way, so the server's
+/// replies overlap the sends instead of costing a round trip per batch.
+pub const PUBLISH_WINDOW: usize = 256;
+
 impl JetStreamBus {
-    /// Publishes several events and only then waits for their acks, so the server's replies
-    /// overlap (one round trip for the lot rather than one each). Results in input order.
+    /// Publishes several events in order with a sliding window of [`PUBLISH_WINDOW`] acks in
+    /// flight (once the window is full, the oldest ack is awaited before the next send).
+    /// Results in input order, one per event.
     pub async fn publish_many<'a>(
         &self,
         events: impl IntoIterator<Item = (&'a Event, Option<&'a str>)>,
     ) -> Vec<Result<PublishAck, BusError>> {
-        let mut pending = Vec::new();
+        let events = events.into_iter();
+        let mut answers = Vec::with_capacity(events.size_hint().0);
+        // Sends in order; a send that failed waits here in its place, so answers stay in order.
+        let mut in_flight = VecDeque::with_capacity(PUBLISH_WINDOW);
         for (event, publish_id) in events {
+            if in_flight.len() == PUBLISH_WINDOW
+                && let Some(oldest) = in_flight.pop_front()
+            {
+                answers.push(answer(oldest).await);
+            }
             let sent = match event.encode() {
                 Ok(payload) => {
                     self.send(event.subject().as_str(), Bytes::from(payload), publish_id)
@@ -29,16 +48,12 @@ impl JetStreamBus {
                 }
                 Err(error) => Err(BusError::from(error)),
             };
-            pending.push(sent);
+            in_flight.push_back(sent);
         }
-        let mut acks = Vec::with_capacity(pending.len());
-        for sent in pending {
-            acks.push(match sent {
-                Ok(ack) => stored(ack.await),
-                Err(error) => Err(error),
-            });
+        for sent in in_flight {
+            answers.push(answer(sent).await);
         }
-        acks
+        answers
     }
 
     async fn send(
@@ -70,6 +85,14 @@ impl JetStreamBus {
     }
 }
 
+/// The answer to one send of [`JetStreamBus::publish_many`]: its ack awaited, or why it was
+/// not sent.
+async fn answer(
+    sent: Result<jetstream::context::PublishAckFuture, BusError>,
+) -> Result<PublishAck, BusError> {
+    stored(sent?.await)
+}
+
 /// What the stream's ack says about a publish.
 fn stored(
     ack: Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
@@ -95,6 +118,13 @@ impl Publisher for JetStreamBus {
 
     fn reachable(&self) -> bool {
         self.inner.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    fn publish_in_order(
+        &self,
+        events: &[(&Event, Option<&str>)],
+    ) -> impl Future<Output = Vec<Result<PublishAck, BusError>>> + Send {
+        self.publish_many(events.iter().copied())
     }
 }
 

@@ -185,11 +185,11 @@ where
     };
     let save = |edited: Ticket| async move {
         let event = updated_event(&edited);
-        let saved = service
+        let version = service
             .store
-            .save(edited, outboxed.then(|| event.clone()))
+            .save(edited.clone(), outboxed.then(|| event.clone()))
             .await?;
-        Ok((saved, event))
+        Ok((Ticket { version, ..edited }, event))
     };
     let attempts = service.config.conflict_attempts;
     match read_decide_save(attempts, OnConflict::Reread, read_and_decide, save).await {

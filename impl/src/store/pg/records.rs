@@ -95,7 +95,7 @@ impl PgStore {
         &self,
         record: R,
         read_version: Version,
-    ) -> Result<R, StoreError> {
+    ) -> Result<Version, StoreError> {
         let doing = Doing::on("replace", R::KIND, record.id());
         let mut read = record.clone();
         read.set_version(read_version);
@@ -116,6 +116,7 @@ impl PgStore {
             self.saved(doing, &client, read, row).await
         })
         .await
+        .map(|stored| stored.version())
     }
 
     /// One attempt at `write` of `record` (and `event`, in the same statement) on `client`: a
@@ -253,15 +254,16 @@ macro_rules! pg_versioned_store {
                 &self,
                 record: $record,
                 event: Option<Event>,
-            ) -> Result<$record, StoreError> {
-                self.write_record(Write::Save, record, event).await
+            ) -> Result<Version, StoreError> {
+                let saved: $record = self.write_record(Write::Save, record, event).await?;
+                Ok(saved.version)
             }
 
             async fn replace_if_current(
                 &self,
                 record: $record,
                 read_version: Version,
-            ) -> Result<$record, StoreError> {
+            ) -> Result<Version, StoreError> {
                 self.replace_record(record, read_version).await
             }
 
