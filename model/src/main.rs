@@ -18,8 +18,8 @@ use stateright::Model;
 use model::TicketingModel;
 use model::chart;
 use model::config::{Config, Variant};
-use model::properties::{Prop, explain, must_violate};
 use model::progress::megabytes;
+use model::properties::{Prop, explain, must_violate};
 use model::run::{Outcome, PartialOrder, RunOptions, Strategy, check};
 use model::trace::Trace;
 

@@ -24,7 +24,10 @@ use stateright::Model;
 fn check_conditions(model: &TicketingModel, state: &State, ample: Action) -> usize {
     let mut enabled = Vec::new();
     model.actions(state, &mut enabled);
-    assert!(enabled.contains(&ample), "{ample:?} is ample but not enabled");
+    assert!(
+        enabled.contains(&ample),
+        "{ample:?} is ample but not enabled"
+    );
     assert_eq!(ample.actor(), model::action::Actor::System, "{ample:?}");
     let after_ample = model.step(state, ample).expect("enabled");
     for prop in Prop::ALL {
