@@ -203,3 +203,64 @@ fn breadth_first_counterexamples_are_as_short_with_the_reduction() {
     }
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
+
+/// `model check` at small bounds with the given extra arguments: its exit status and summary
+/// line.
+fn check_command(extra: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_model"))
+        .args([
+            "check",
+            "--threads",
+            "1",
+            "--members",
+            "1",
+            "--updates",
+            "1",
+        ])
+        .args(extra)
+        .output()
+        .expect("model check runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = stdout
+        .lines()
+        .find(|line| line.starts_with("summary: "))
+        .unwrap_or_else(|| panic!("no summary line in {stdout}"))
+        .to_string();
+    (output.status.success(), summary)
+}
+
+/// The unique states a summary line reports.
+fn summary_states(summary: &str) -> usize {
+    summary["summary: ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no state count in {summary:?}"))
+}
+
+#[test]
+fn no_reduction_turns_every_reduction_off_and_proves_the_same() {
+    let (reduced_ok, reduced) = check_command(&[]);
+    let (full_ok, full) = check_command(&["--no-reduction"]);
+    let (symmetry_ok, symmetry) = check_command(&["--no-partial-order"]);
+    assert!(
+        reduced_ok && full_ok && symmetry_ok,
+        "{reduced}\n{full}\n{symmetry}"
+    );
+    assert!(
+        reduced.contains("reductions: symmetry, partial order;"),
+        "{reduced}"
+    );
+    assert!(full.contains("reductions: none;"), "{full}");
+    assert!(symmetry.contains("reductions: symmetry;"), "{symmetry}");
+    assert!(full.contains("peak memory") && full.ends_with("1 of 1 verdicts as SPEC.md predicts"));
+    let (reduced, symmetry, full) = (
+        summary_states(&reduced),
+        summary_states(&symmetry),
+        summary_states(&full),
+    );
+    assert!(
+        reduced < symmetry && symmetry < full,
+        "{reduced} {symmetry} {full}"
+    );
+}
