@@ -25,7 +25,8 @@
 //!   the harness's reports.
 //! - [`system`]: [`TicketingModel`] and its transitions, one function per action kind,
 //!   grouped by who acts (`clients`, `broker`, `members`, `adversary`), the listener logic
-//!   they share, and the guards (`enabled`) that list the enabled actions. One step is one
+//!   they share, the guards (`enabled`) that list the enabled actions, and the partial-order
+//!   reduction (`ample`): where one action may be explored alone. One step is one
 //!   store or broker operation of the implementation (a listener's read and its save are
 //!   separate steps), except where merging is sound and documented. Quiescence (no system
 //!   action enabled) is where liveness is judged.
@@ -42,12 +43,15 @@
 //!   explorer.
 //! - [`machine`]: [`TicketingModel`] as stateright's `Model`: `actions` lists what is
 //!   enabled, `next_state` is one `match` over the action, calling its transition.
-//! - [`run`]: running the checker (strategies, threads, progress, verdicts).
+//! - [`progress`]: what a running check shows (states, states/s, depth, memory) and the
+//!   process's peak memory.
+//! - [`run`]: running the checker (strategies, threads, reductions, progress, verdicts).
 
 pub mod action;
 pub mod chart;
 pub mod config;
 pub mod machine;
+pub mod progress;
 pub mod properties;
 pub mod rank;
 pub mod run;

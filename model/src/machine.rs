@@ -1,6 +1,7 @@
 //! [`TicketingModel`] as stateright's [`Model`]: the state machine the checker explores.
 //! `init_states` is the empty system with the configured budgets; `actions` lists the
-//! actions whose guards hold (see the `system` module); `next_state` is one `match`, one
+//! actions whose guards hold (see the `system` module), or only an ample set where the
+//! partial-order reduction is on and finds one; `next_state` is one `match`, one
 //! transition function per action kind. The properties, the action and step wording and the
 //! explorer's drawing (the last state above the path's sequence chart) are the ones of the
 //! `properties`, `words` and `chart` modules.
@@ -24,11 +25,19 @@ use crate::system::TicketingModel;
 use crate::words::{describe_action, describe_step};
 
 impl TicketingModel {
-    /// The state after `action`, if it is enabled in `state`.
+    /// The state after `action`, if it is enabled in `state` (whether or not the
+    /// partial-order reduction would explore it).
     pub fn step(&self, state: &State, action: Action) -> Option<State> {
-        let mut enabled = Vec::new();
-        self.actions(state, &mut enabled);
-        if !enabled.contains(&action) {
+        let enabled = self
+            .for_each_action(state, &mut |candidate| {
+                if candidate == action {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .is_break();
+        if !enabled {
             return None;
         }
         self.next_state(state, action)
@@ -66,6 +75,12 @@ impl Model for TicketingModel {
     }
 
     fn actions(&self, state: &State, actions: &mut Vec<Action>) {
+        if self.partial_order
+            && let Some(ample) = self.ample_action(state)
+        {
+            actions.push(ample);
+            return;
+        }
         let _ = self.for_each_action(state, &mut |action| {
             actions.push(action);
             ControlFlow::Continue(())

@@ -18,8 +18,9 @@ use stateright::Model;
 use model::TicketingModel;
 use model::chart;
 use model::config::{Config, Variant};
+use model::progress::megabytes;
 use model::properties::{Prop, explain, must_violate};
-use model::run::{Outcome, RunOptions, Strategy, check};
+use model::run::{Outcome, PartialOrder, RunOptions, Strategy, check};
 use model::trace::Trace;
 
 #[derive(Parser)]
@@ -114,6 +115,12 @@ struct CheckArgs {
     /// Turn off symmetry reduction (members and tickets).
     #[arg(long)]
     no_symmetry: bool,
+    /// Turn off the partial-order reduction (ample sets) only.
+    #[arg(long)]
+    no_partial_order: bool,
+    /// Turn off every reduction (symmetry and partial order): explore every transition.
+    #[arg(long)]
+    no_reduction: bool,
     /// Write the counterexample as a JSON trace (with --all-variants: a directory, one
     /// `<variant>.json` each). The property traced is the first SPEC.md requires the variant
     /// to violate, unless --trace-property names another.
@@ -171,7 +178,12 @@ fn run_check(args: &CheckArgs) -> ExitCode {
         threads: args
             .threads
             .unwrap_or_else(|| RunOptions::default().threads),
-        symmetry: !args.no_symmetry,
+        symmetry: !(args.no_symmetry || args.no_reduction),
+        partial_order: if args.no_partial_order || args.no_reduction {
+            PartialOrder::Off
+        } else {
+            PartialOrder::Dfs
+        },
         progress: true,
         simulation_time: Duration::from_secs(args.simulation_seconds),
         seed: args.seed,
@@ -231,6 +243,7 @@ fn run_check(args: &CheckArgs) -> ExitCode {
     if args.all_variants {
         print_table(&outcomes, &options);
     }
+    println!("{}", summary(&outcomes, &options));
     if all_match {
         ExitCode::SUCCESS
     } else {
@@ -264,7 +277,7 @@ fn write_outputs(
 fn describe_run(config: &Config, options: &RunOptions) -> String {
     format!(
         "Checking {}: tickets {}, members {}, updates {}, orders {}, cancels {}, crashes {}, \
-         redeliveries {}, duplicates {}, max_deliver {} ({}, {} thread{}, symmetry {})",
+         redeliveries {}, duplicates {}, max_deliver {} ({}, {} thread{}, reductions: {})",
         config.variant,
         config.tickets,
         config.members,
@@ -278,11 +291,30 @@ fn describe_run(config: &Config, options: &RunOptions) -> String {
         strategy_name(options.resolve(*config)),
         options.threads,
         if options.threads == 1 { "" } else { "s" },
-        if options.symmetry_applies(*config) {
-            "on"
-        } else {
-            "off"
-        }
+        options.reductions(*config)
+    )
+}
+
+/// The run in one line: states, seconds, peak memory, reductions, verdict.
+fn summary(outcomes: &[Outcome], options: &RunOptions) -> String {
+    let states: usize = outcomes.iter().map(|o| o.unique_states).sum();
+    let seconds: f64 = outcomes.iter().map(|o| o.elapsed.as_secs_f64()).sum();
+    let memory = outcomes
+        .iter()
+        .filter_map(|o| o.peak_memory)
+        .max()
+        .map_or_else(|| "unknown".into(), megabytes);
+    let mut reductions: Vec<String> = outcomes
+        .iter()
+        .map(|o| options.reductions(o.config))
+        .collect();
+    reductions.dedup();
+    let matching = outcomes.iter().filter(|o| o.matches_spec()).count();
+    format!(
+        "summary: {states} unique states in {seconds:.2} s, peak memory {memory}, reductions: {}; \
+         {matching} of {} verdicts as SPEC.md predicts",
+        reductions.join(" / "),
+        outcomes.len()
     )
 }
 

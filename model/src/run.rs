@@ -5,7 +5,6 @@
 //! state where it is judged.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ use stateright::{Checker, CheckerVisitor, HasDiscoveries, Model, Path, UniformCh
 
 use crate::action::Action;
 use crate::config::Config;
+use crate::progress::{Progress, peak_memory};
 use crate::properties::{Prop, must_violate};
 use crate::state::State;
 use crate::system::TicketingModel;
@@ -34,6 +34,19 @@ pub enum Strategy {
     Simulation,
 }
 
+/// Where the partial-order reduction (the `ample` module of `system`, docs/model.md) applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartialOrder {
+    /// Nowhere: every enabled action is explored.
+    Off,
+    /// Where the whole space is explored depth-first (proofs), as symmetry: breadth-first
+    /// searches for a variant's shortest counterexamples explore every transition, since an
+    /// ample set can postpone a step past the point where a violation becomes certain.
+    Dfs,
+    /// In every strategy (tests compare breadth-first counterexamples with and without it).
+    Always,
+}
+
 /// How to run one check.
 #[derive(Clone, Copy, Debug)]
 pub struct RunOptions {
@@ -43,6 +56,8 @@ pub struct RunOptions {
     pub threads: usize,
     /// Reduce by symmetry of members and tickets.
     pub symmetry: bool,
+    /// Where the partial-order reduction applies.
+    pub partial_order: PartialOrder,
     /// Show progress while checking.
     pub progress: bool,
     /// Stop after this long (simulation only; exhaustive runs always finish).
@@ -72,6 +87,31 @@ impl RunOptions {
     pub fn symmetry_applies(&self, config: Config) -> bool {
         self.symmetry && self.resolve(config) == Strategy::Dfs
     }
+
+    /// Whether the partial-order reduction is in effect.
+    pub fn partial_order_applies(&self, config: Config) -> bool {
+        match self.partial_order {
+            PartialOrder::Off => false,
+            PartialOrder::Dfs => self.resolve(config) == Strategy::Dfs,
+            PartialOrder::Always => true,
+        }
+    }
+
+    /// The reductions in effect, in words ("symmetry, partial order", or "none").
+    pub fn reductions(&self, config: Config) -> String {
+        let on: Vec<&str> = [
+            (self.symmetry_applies(config), "symmetry"),
+            (self.partial_order_applies(config), "partial order"),
+        ]
+        .into_iter()
+        .filter_map(|(applies, name)| applies.then_some(name))
+        .collect();
+        if on.is_empty() {
+            "none".into()
+        } else {
+            on.join(", ")
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -80,6 +120,7 @@ impl Default for RunOptions {
             strategy: Strategy::Auto,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             symmetry: true,
+            partial_order: PartialOrder::Dfs,
             progress: false,
             simulation_time: Duration::from_secs(10),
             seed: 0,
@@ -133,6 +174,9 @@ pub struct Outcome {
     pub max_depth: usize,
     /// Wall-clock time of the check.
     pub elapsed: Duration,
+    /// The process's peak resident memory at the end of the check, in bytes (`VmHWM`; `None`
+    /// where `/proc/self/status` does not say).
+    pub peak_memory: Option<u64>,
 }
 
 impl Outcome {
@@ -196,7 +240,8 @@ fn names(group: &[Prop]) -> std::collections::BTreeSet<&'static str> {
 
 /// One search of `config`, stopping when `finish_when` says.
 fn search(config: Config, options: &RunOptions, finish_when: HasDiscoveries) -> Outcome {
-    let model = TicketingModel::new(config);
+    let model =
+        TicketingModel::new(config).with_partial_order(options.partial_order_applies(config));
     let mut builder = model
         .checker()
         .threads(options.threads.max(1))
@@ -260,6 +305,7 @@ fn merged(config: Config, groups: &[&[Prop]], runs: Vec<Outcome>, elapsed: Durat
         generated_states: runs.iter().map(|run| run.generated_states).sum(),
         max_depth: runs.iter().map(|run| run.max_depth).max().unwrap_or(0),
         elapsed,
+        peak_memory: peak_memory(),
     }
 }
 
@@ -317,7 +363,11 @@ fn finish<C: Checker<TicketingModel>>(
     });
     let progress = Progress::new(options.progress);
     while let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(Duration::from_millis(100)) {
-        progress.update(checker.unique_state_count(), started.elapsed());
+        progress.update(
+            checker.unique_state_count(),
+            checker.max_depth(),
+            started.elapsed(),
+        );
     }
     let elapsed = started.elapsed();
     match joiner.join() {
@@ -326,7 +376,9 @@ fn finish<C: Checker<TicketingModel>>(
     }
     progress.finish();
     let mut discoveries = checker.discoveries();
-    let model = checker.model();
+    // Completing a counterexample takes the first enabled system action, which an ample set
+    // may not list: the completion is a path of the model with every transition.
+    let model = &TicketingModel::new(checker.model().config);
     let stopped_early = !options.exhaustive && !must_violate(model.config.variant).is_empty();
     let exhaustive = options.strategy != Strategy::Simulation && !stopped_early;
     let verdicts = Prop::ALL
@@ -354,45 +406,6 @@ fn finish<C: Checker<TicketingModel>>(
         generated_states: checker.state_count(),
         max_depth: checker.max_depth(),
         elapsed,
-    }
-}
-
-/// A spinner on a terminal; on anything else a line every ten seconds, so CI logs show a
-/// long run is alive.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    enabled: bool,
-    last_line: std::cell::Cell<Duration>,
-}
-
-impl Progress {
-    fn new(enabled: bool) -> Self {
-        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        });
-        Self {
-            bar,
-            enabled,
-            last_line: std::cell::Cell::new(Duration::ZERO),
-        }
-    }
-
-    fn update(&self, unique: usize, elapsed: Duration) {
-        let rate = unique as f64 / elapsed.as_secs_f64().max(1e-9);
-        let message = format!("{unique} unique states, {:.0}k/s", rate / 1000.0);
-        if let Some(bar) = &self.bar {
-            bar.set_message(message);
-        } else if self.enabled && elapsed >= self.last_line.get() + Duration::from_secs(10) {
-            self.last_line.set(elapsed);
-            eprintln!("  ... {message} after {:.0} s", elapsed.as_secs_f64());
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        peak_memory: peak_memory(),
     }
 }

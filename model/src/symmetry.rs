@@ -75,7 +75,12 @@ fn permute_tickets(state: &mut State) {
             state.ghost.order_events_applied[t],
         )
     };
-    let mut order: Vec<usize> = (0..count).collect();
+    // A fixed array, not a `Vec`: this runs for every successor of a multi-ticket check.
+    let mut order = [0usize; MAX_TICKETS];
+    for (slot, ticket) in order.iter_mut().zip(0..count) {
+        *slot = ticket;
+    }
+    let order = &mut order[..count];
     order.sort_by_key(|t| key(*t));
     if order.iter().enumerate().all(|(new, old)| new == *old) {
         return;
@@ -84,14 +89,20 @@ fn permute_tickets(state: &mut State) {
     for (new, old) in order.iter().enumerate() {
         rename[*old] = new as TicketIx;
     }
-    let old = state.clone();
+    // Only the per-ticket parts are copied (the state is several hundred bytes).
+    let (tickets, replicas, reservations) = (state.tickets, state.replicas, state.reservations);
+    let ghost = (
+        state.ghost.price_at,
+        state.ghost.ticket_events_applied,
+        state.ghost.order_events_applied,
+    );
     for (new, old_ix) in order.iter().enumerate() {
-        state.tickets.as_mut_slice()[new] = old.tickets.as_slice()[*old_ix];
-        state.replicas[new] = old.replicas[*old_ix];
-        state.reservations[new] = old.reservations[*old_ix];
-        state.ghost.price_at[new] = old.ghost.price_at[*old_ix];
-        state.ghost.ticket_events_applied[new] = old.ghost.ticket_events_applied[*old_ix];
-        state.ghost.order_events_applied[new] = old.ghost.order_events_applied[*old_ix];
+        state.tickets.as_mut_slice()[new] = tickets.as_slice()[*old_ix];
+        state.replicas[new] = replicas[*old_ix];
+        state.reservations[new] = reservations[*old_ix];
+        state.ghost.price_at[new] = ghost.0[*old_ix];
+        state.ghost.ticket_events_applied[new] = ghost.1[*old_ix];
+        state.ghost.order_events_applied[new] = ghost.2[*old_ix];
     }
     let map = |ticket: TicketIx| rename[usize::from(ticket)];
     for order in state.orders.as_mut_slice() {

@@ -8,7 +8,7 @@
 mod support;
 
 use model::config::{Config, Variant};
-use model::run::{Outcome, RunOptions, Strategy, check};
+use model::run::{Outcome, PartialOrder, RunOptions, Strategy, check};
 use model::system::TicketingModel;
 
 fn exhaustive(config: Config, symmetry: bool) -> Outcome {
@@ -16,6 +16,8 @@ fn exhaustive(config: Config, symmetry: bool) -> Outcome {
         strategy: Strategy::Dfs,
         threads: 1,
         symmetry,
+        // Symmetry alone: tests/reduction.rs covers the partial-order reduction.
+        partial_order: PartialOrder::Off,
         exhaustive: true,
         ..RunOptions::default()
     };

@@ -6,6 +6,7 @@
 //! - `clients`, `broker`, `members`, `adversary`: what each action does to the state,
 //!   one function per action kind, each named after its action (`Action::Deliver` is
 //!   `deliver`). To change what an action does, change its function.
+//! - `ample`: the partial-order reduction: where one system action may be explored alone.
 //! - `listener`: what a member does with a delivery, shared by the broker's delivery and
 //!   the members' steps: decide after reading the store, write (update-if-current), follow
 //!   the decision.
@@ -39,6 +40,7 @@
 //! unit of their budget). The system reaches quiescence when no system action is enabled.
 
 mod adversary;
+mod ample;
 mod broker;
 mod clients;
 mod enabled;
@@ -57,12 +59,28 @@ use crate::state::{MAX_MEMBERS, State};
 pub struct TicketingModel {
     /// The bounds and variant.
     pub config: Config,
+    /// Whether stateright's `actions` lists only an ample set where there is one (the
+    /// partial-order reduction of the `ample` module). Off unless the checker asks for it:
+    /// the harness, the explorer and the tests that walk the graph see every transition.
+    pub partial_order: bool,
 }
 
 impl TicketingModel {
-    /// A model of `config` (which should be valid: see [`Config::validate`]).
+    /// A model of `config` (which should be valid: see [`Config::validate`]), every
+    /// transition explored.
     pub fn new(config: Config) -> Self {
-        Self { config }
+        Self {
+            config,
+            partial_order: false,
+        }
+    }
+
+    /// The same model, with the partial-order reduction on or off.
+    pub fn with_partial_order(self, partial_order: bool) -> Self {
+        Self {
+            partial_order,
+            ..self
+        }
     }
 
     pub(crate) fn variant(&self) -> Variant {
