@@ -320,7 +320,9 @@ async fn reset(context: &jetstream::Context, config: &JetStreamConfig, old_consu
 }
 
 /// The raw yardstick: the consumer the bus would make for a group (same settings), one pull
-/// task per member acking each message, publishes with a sliding window of acks.
+/// task per member acking each message, publishes with a sliding window of acks. One function
+/// on purpose: the yardstick is meant to be read in one piece, as the fastest plain async-nats
+/// a reader would write, so splitting it would hide what the bus is compared with.
 async fn through_raw_nats(
     context: &jetstream::Context,
     config: &JetStreamConfig,

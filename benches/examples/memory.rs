@@ -120,6 +120,8 @@ impl Client {
     }
 }
 
+/// The whole measurement, in the order it happens (serve, create, update and sample, judge):
+/// one function so the sampling points and what happens between them read top to bottom.
 async fn run(options: Options) -> Result<(), String> {
     let key = SessionKey::new(KEY);
     let token = key

@@ -147,6 +147,8 @@ type Series = Vec<(Bound, Vec<(u8, Point)>)>;
 /// Which figure of a checked point a panel draws.
 type Pick = fn(usize, f64) -> f64;
 
+/// Draws both panels. Long because plotters' chart builders are long-winded; one function
+/// keeps each panel's axes, series and legend next to each other.
 fn draw(series: &Series, path: &PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (1000, 440)).into_drawing_area();
     root.fill(&WHITE)?;

@@ -98,7 +98,8 @@ suite!(
 /// subjects with the stated limits and duplicate window; one durable pull consumer per queue
 /// group named after it, explicit acks, deliver-all, the group's ack wait and max_deliver;
 /// a group on two subjects has no server-side filter on a 2.9 server (the subscription
-/// skips), a group on one subject has `filter_subject`.
+/// skips), a group on one subject has `filter_subject`. One assertion per documented
+/// setting, listed as docs/architecture.md lists them: long, and kept as one checklist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_and_consumers_are_mapped_as_documented() {
     let Some((namespace, bus)) = fresh_jetstream("the_stream_and_consumers_are_mapped").await

@@ -280,6 +280,8 @@ async fn two_processes_share_the_queue_groups_and_one_carries_on_when_the_other_
     one_active_order_per_ticket([&buyers[0], &buyers[1]], &some, database.url()).await;
 }
 
+/// One story told in order (start, load, stop PostgreSQL, restart it, check): a test that
+/// reads top to bottom, so it stays one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_and_started_under_load_loses_nothing_and_answers_only_503() {
     const TEST: &str = "e2e_scale_out::postgres_restart";

@@ -122,7 +122,7 @@ fn dead_letters_command(args: &[&str], url: &str, namespace: &str) -> (bool, Str
 /// their payload and headers, and leave the event stream; both survive a restart of the
 /// process (a new connection) and of the server (a private one, stopped and started on its
 /// store); `ticketing dead-letters list` shows them, `replay` republishes one on its subject
-/// and removes it from the list.
+/// and removes it from the list. One story told in order, so one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_survive_restarts_and_replay_republishes_them() {
     const TEST: &str = "dead_letters_survive_restarts_and_replay_republishes_them";

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use super::groups::Group;
+use super::stream::SubjectId;
 use super::{BrokerCore, CoreError, DeliveryTicket, Effect, GroupId, MemberId, Seq, Status};
 use crate::bus::{DeadLetter, DeadLetterReason};
 
@@ -81,58 +83,11 @@ impl BrokerCore {
                 .collect()
         };
         let g = &mut self.groups[group.index()];
-        let deliveries;
-        if seq < g.cursor() {
-            let status = match g.slot(seq) {
-                None => {
-                    // Below the ack floor: settled, or ignored by the group.
-                    if !g.listens_to(stored_subject) {
-                        return Err(CoreError::NotForGroup { group, seq });
-                    }
-                    let status = if g.dead.contains(&seq) {
-                        Status::Dead
-                    } else {
-                        Status::Acked
-                    };
-                    return Err(CoreError::NotPending { seq, status });
-                }
-                Some(None) => return Err(CoreError::NotForGroup { group, seq }),
-                Some(Some(status)) => *status,
-            };
-            let Status::Pending { deliveries: before } = status else {
-                return Err(CoreError::NotPending { seq, status });
-            };
-            deliveries = before + 1;
-            if let Some(slot) = g.slot_mut(seq) {
-                *slot = Some(Status::InFlight { member, deliveries });
-            }
-            g.ready.remove(&seq);
+        let deliveries = if seq < g.cursor() {
+            g.deliver_again(group, seq, member, stored_subject)?
         } else {
-            if !g.listens_to(stored_subject) {
-                return Err(CoreError::NotForGroup { group, seq });
-            }
-            // Messages the harness skipped over stay pending, in the window.
-            let skipped_from = seq - deliverable.len() as Seq;
-            g.compact();
-            if g.window.is_empty() && g.cursor() < skipped_from {
-                g.base = skipped_from;
-            }
-            while g.cursor() < skipped_from {
-                g.window.push_back(None);
-            }
-            for (skipped, deliverable) in (skipped_from..seq).zip(deliverable) {
-                if deliverable {
-                    g.window.push_back(Some(Status::Pending { deliveries: 0 }));
-                    g.ready.insert(skipped);
-                } else {
-                    g.window.push_back(None);
-                }
-            }
-            deliveries = 1;
-            g.window
-                .push_back(Some(Status::InFlight { member, deliveries }));
-            g.compact();
-        }
+            g.deliver_first(group, seq, member, stored_subject, deliverable)?
+        };
         self.members[member.index()].held += 1;
         let Some(stored) = self.stream.get(&seq) else {
             return Err(CoreError::NoSuchMessage(seq));
@@ -403,5 +358,81 @@ impl BrokerCore {
     /// oldest first.
     pub fn dead_letters(&self) -> impl ExactSizeIterator<Item = &DeadLetter> + '_ {
         self.dead_letters.iter()
+    }
+}
+
+impl Group {
+    /// Delivers `seq`, below the group's cursor, again: it must still be pending. Returns its
+    /// delivery count.
+    fn deliver_again(
+        &mut self,
+        group: GroupId,
+        seq: Seq,
+        member: MemberId,
+        subject: SubjectId,
+    ) -> Result<u32, CoreError> {
+        let status = match self.slot(seq) {
+            None => {
+                // Below the ack floor: settled, or ignored by the group.
+                if !self.listens_to(subject) {
+                    return Err(CoreError::NotForGroup { group, seq });
+                }
+                let status = if self.dead.contains(&seq) {
+                    Status::Dead
+                } else {
+                    Status::Acked
+                };
+                return Err(CoreError::NotPending { seq, status });
+            }
+            Some(None) => return Err(CoreError::NotForGroup { group, seq }),
+            Some(Some(status)) => *status,
+        };
+        let Status::Pending { deliveries: before } = status else {
+            return Err(CoreError::NotPending { seq, status });
+        };
+        let deliveries = before + 1;
+        if let Some(slot) = self.slot_mut(seq) {
+            *slot = Some(Status::InFlight { member, deliveries });
+        }
+        self.ready.remove(&seq);
+        Ok(deliveries)
+    }
+
+    /// Delivers `seq`, at or past the group's cursor, for the first time; the messages the
+    /// harness skipped over (`deliverable` says which the group takes) stay pending in the
+    /// window. Returns its delivery count, 1.
+    fn deliver_first(
+        &mut self,
+        group: GroupId,
+        seq: Seq,
+        member: MemberId,
+        subject: SubjectId,
+        deliverable: Vec<bool>,
+    ) -> Result<u32, CoreError> {
+        if !self.listens_to(subject) {
+            return Err(CoreError::NotForGroup { group, seq });
+        }
+        let skipped_from = seq - deliverable.len() as Seq;
+        self.compact();
+        if self.window.is_empty() && self.cursor() < skipped_from {
+            self.base = skipped_from;
+        }
+        while self.cursor() < skipped_from {
+            self.window.push_back(None);
+        }
+        for (skipped, deliverable) in (skipped_from..seq).zip(deliverable) {
+            if deliverable {
+                self.window
+                    .push_back(Some(Status::Pending { deliveries: 0 }));
+                self.ready.insert(skipped);
+            } else {
+                self.window.push_back(None);
+            }
+        }
+        let deliveries = 1;
+        self.window
+            .push_back(Some(Status::InFlight { member, deliveries }));
+        self.compact();
+        Ok(deliveries)
     }
 }
