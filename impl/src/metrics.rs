@@ -166,6 +166,7 @@ pub fn order_expired() {
 #[cfg(not(loom))]
 pub mod prometheus {
     use std::sync::OnceLock;
+    use std::time::Duration;
 
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -194,11 +195,36 @@ pub mod prometheus {
             )
             .and_then(PrometheusBuilder::install_recorder);
         match built {
-            Ok(handle) => Some(handle),
+            Ok(handle) => {
+                keep_up(handle.clone());
+                Some(handle)
+            }
             Err(error) => {
                 tracing::warn!(%error, "cannot install the Prometheus recorder; /metrics is empty");
                 None
             }
+        }
+    }
+
+    /// How often histogram samples are folded into their buckets (the exporter's default).
+    const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+    /// Runs the recorder's upkeep for the life of the process. A recorder installed with
+    /// `install_recorder` buffers every histogram sample until upkeep drains it into the
+    /// buckets; without a scrape, nothing else does, and a service nobody scrapes would grow by
+    /// one sample per request forever. A thread of its own, so it runs whatever runtime (or
+    /// none) the process has.
+    fn keep_up(handle: PrometheusHandle) {
+        let spawned = std::thread::Builder::new()
+            .name("metrics-upkeep".to_owned())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    handle.run_upkeep();
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start the metrics upkeep thread; histograms drain only when /metrics is read");
         }
     }
 
