@@ -31,7 +31,7 @@ pub(super) struct Stored {
 /// The publish ids in the duplicate window.
 pub(super) struct Dedup {
     window: DuplicateWindow,
-    ids: HashMap<Arc<str>, Seq>,
+    pub(super) ids: HashMap<Arc<str>, Seq>,
     /// Ids in the order stored, to forget the oldest (only for [`DuplicateWindow::Recent`]).
     order: VecDeque<Arc<str>>,
 }
@@ -55,6 +55,14 @@ impl Dedup {
             DuplicateWindow::Recent(limit) => {
                 self.ids.insert(Arc::clone(id), seq);
                 self.order.push_back(Arc::clone(id));
+                if self.order.len() > limit && self.ids.capacity() < 2 * limit {
+                    // From the first eviction on, every insert pairs with a removal, which
+                    // leaves a tombstone; a hash map more than half full clears tombstones by
+                    // doubling, less than half full by rehashing in place. Sized for twice
+                    // the window as it first fills, it never grows again: the window's
+                    // memory is fixed from then on, not one step later under steady load.
+                    self.ids.reserve(2 * limit - self.ids.len());
+                }
                 while self.order.len() > limit {
                     if let Some(oldest) = self.order.pop_front() {
                         self.ids.remove(&*oldest);

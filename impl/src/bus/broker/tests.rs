@@ -88,6 +88,27 @@ fn a_count_window_forgets_the_oldest_ids() {
 }
 
 #[test]
+fn a_full_duplicate_window_keeps_its_size_under_steady_publishing() {
+    const WINDOW: usize = 1_000;
+    let mut core = BrokerCore::new(DuplicateWindow::Recent(WINDOW));
+    let mut publish_ids = (0..).map(|n: u64| format!("ticket:updated:{n}"));
+    for id in publish_ids.by_ref().take(WINDOW + 1) {
+        core.publish(CREATED, Bytes::new(), Some(&id));
+    }
+    let full = core.dedup.ids.capacity();
+    // Many windows' worth of new ids, each evicting the oldest: the map must not grow.
+    for id in publish_ids.take(20 * WINDOW) {
+        core.publish(CREATED, Bytes::new(), Some(&id));
+    }
+    assert_eq!(core.dedup.ids.len(), WINDOW);
+    assert_eq!(
+        core.dedup.ids.capacity(),
+        full,
+        "the window's map grew after it first filled"
+    );
+}
+
+#[test]
 fn a_new_group_delivers_everything_from_the_start_of_the_stream() {
     let (mut core, group, a, _) = setup(3);
     assert_eq!(core.pending(group), vec![1, 2, 3]);
