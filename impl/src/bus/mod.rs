@@ -155,8 +155,8 @@ pub trait Publisher: Send + Sync {
     }
 
     /// Publishes `events` in their order, each with its publish id, and answers for each in
-    /// that order up to and including the first failure (the answers may stop there: what
-    /// follows it is not known to be stored). A backend may overlap the sends with the
+    /// that order up to and including the first failure other than an event that does not
+    /// encode (the answers may stop there: what follows it is not known to be stored). A backend may overlap the sends with the
     /// broker's acks (JetStream keeps a sliding window); by default it publishes one at a
     /// time, so a stepped broker (the harness's) sees the same steps as before.
     fn publish_in_order(
@@ -167,7 +167,10 @@ pub trait Publisher: Send + Sync {
             let mut answers = Vec::with_capacity(events.len());
             for (event, publish_id) in events {
                 let answer = self.publish(event, *publish_id).await;
-                let failed = answer.is_err();
+                // An event that does not encode stored nothing and never will: answer it and
+                // go on. Any other failure may mean the broker is gone: stop there.
+                let failed =
+                    matches!(answer, Err(ref error) if !matches!(error, BusError::Encode(_)));
                 answers.push(answer);
                 if failed {
                     break;
