@@ -9,53 +9,33 @@
 mod e2e_support;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
+use e2e_support::processes::{self, JWT_KEY};
 use e2e_support::{Client, Expected};
 use ticketing::records::UserId;
 use ticketing::services::auth::SessionKey;
 use ticketing::testkit::{fresh_jetstream, fresh_postgres};
 
 const TEST: &str = "e2e_restart::sigkill_under_load_loses_nothing_acknowledged";
-const JWT_KEY: &str = "e2e-restart-key-at-least-32-bytes-long";
 
 /// Starts `ticketing serve` on the given backends and returns it with its HTTP base URL.
 async fn serve(nats: &str, stream: &str, postgres: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ticketing"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--members", "4"])
-        .args([
-            "--bus",
-            nats,
-            "--stream-prefix",
-            stream,
-            "--store",
-            postgres,
-        ])
-        .env("JWT_KEY", JWT_KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the server did not say where it listens within 30 s")
-        .unwrap()
-        .expect("the server exited before listening");
-    let base = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
-    (child, base)
+    processes::serve(&[
+        "--members",
+        "4",
+        "--bus",
+        nats,
+        "--stream-prefix",
+        stream,
+        "--store",
+        postgres,
+    ])
+    .await
 }
 
 /// Acknowledged writes: for each ticket, the highest version a 2xx response reported.
