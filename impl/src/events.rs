@@ -228,6 +228,19 @@ impl Event {
         }
     }
 
+    /// The ticket the event is about: its own id for a ticket event, the ticket an order
+    /// reserves or releases for an order event. A listener's writes for an event touch this
+    /// ticket's records only (the primary's reservation, or the replica), and the versions and
+    /// reservation numbers that order a listener's work count per ticket.
+    pub const fn ticket_id(&self) -> Id {
+        match self {
+            Event::TicketCreated(e) => e.id,
+            Event::TicketUpdated(e) => e.id,
+            Event::OrderCreated(e) => e.ticket.id,
+            Event::OrderCancelled(e) => e.ticket.id,
+        }
+    }
+
     /// The version the event brings its record to.
     pub const fn version(&self) -> Version {
         match self {

@@ -204,6 +204,92 @@ async fn the_member_runtime_runs_at_most_max_in_flight_handlers() {
     assert_eq!(report.handled, 5);
 }
 
+/// The member runtime handles one ticket's deliveries one after the other, in delivery order,
+/// and other tickets' beside them: with ticket A's v1 held in its handler, A's v2 waits while
+/// B's v1 (delivered after it) runs. Deterministic on the current-thread runtime: without the
+/// lane, A's v2 (spawned before B's v1) would start first.
+#[tokio::test(start_paused = true)]
+async fn the_member_runtime_handles_one_tickets_deliveries_in_turn() {
+    use ticketing::events::{Event, TicketUpdated};
+    use ticketing::id::Id;
+    use ticketing::records::Version;
+
+    struct HoldsTheFirst {
+        entered: std::sync::Mutex<Vec<(Id, Version)>>,
+        release: tokio::sync::watch::Receiver<bool>,
+    }
+    impl Listener for HoldsTheFirst {
+        const QUEUE_GROUP: &'static str = ORDERS;
+        const SUBJECTS: &'static [Subject] = &TICKET_SUBJECTS;
+
+        async fn handle<M: MessageHandle>(
+            &self,
+            event: &Event,
+            message: &M,
+        ) -> Result<Outcome, ListenerError> {
+            let first = self.entered.lock().unwrap().is_empty();
+            self.entered
+                .lock()
+                .unwrap()
+                .push((event.ticket_id(), event.version()));
+            if first {
+                let mut release = self.release.clone();
+                release.wait_for(|open| *open).await.unwrap();
+            }
+            message.ack().await.unwrap();
+            Ok(Outcome::Applied)
+        }
+    }
+    let update = |n: u64, version: Version| {
+        let Event::TicketUpdated(updated) = bus_suite::event(Subject::TicketUpdated, n) else {
+            unreachable!("a ticket:updated event");
+        };
+        Event::TicketUpdated(TicketUpdated { version, ..updated })
+    };
+    let (a1, a2, b1) = (update(1, 1), update(1, 2), update(2, 1));
+    let bus = EmbeddedBus::new();
+    let (open, release) = tokio::sync::watch::channel(false);
+    let listener = std::sync::Arc::new(HoldsTheFirst {
+        entered: std::sync::Mutex::new(Vec::new()),
+        release,
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let options = bus_suite::options(ORDERS, &TICKET_SUBJECTS, bus_suite::LONG_ACK_WAIT, 4);
+    let running = tokio::spawn({
+        let (bus, listener, stop) = (bus.clone(), std::sync::Arc::clone(&listener), stop.clone());
+        async move { member::run_member(&bus, &options, listener, stop).await }
+    });
+    for event in [&a1, &a2, &b1] {
+        bus_suite::publish(&bus, event, None).await;
+    }
+    let key = |event: &Event| (event.ticket_id(), event.version());
+    bus_suite::eventually("ticket B's handler to start", async || {
+        listener
+            .entered
+            .lock()
+            .unwrap()
+            .contains(&key(&b1))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        *listener.entered.lock().unwrap(),
+        [key(&a1), key(&b1)],
+        "ticket A's v2 started while its v1 was still being handled"
+    );
+    open.send(true).unwrap();
+    bus_suite::eventually("all three handled", async || {
+        (listener.entered.lock().unwrap().len() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        *listener.entered.lock().unwrap(),
+        [key(&a1), key(&b1), key(&a2)]
+    );
+    stop.cancel();
+    assert_eq!(running.await.unwrap().unwrap().handled, 3);
+}
+
 /// A handler that panics leaves its delivery unsettled: the member runtime counts it, keeps
 /// going, and the bus redelivers the event after the ack wait.
 #[tokio::test(start_paused = true)]

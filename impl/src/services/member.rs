@@ -6,6 +6,9 @@
 //! What it guarantees (the invariant):
 //! - It pulls only while fewer than `max_in_flight` handlers run (and the bus itself never lets
 //!   the member hold more than `max_in_flight` unsettled deliveries).
+//! - Deliveries about one ticket are handled one after the other, in the order the bus
+//!   handed them to this member ([`TicketLanes`]); deliveries about different tickets run
+//!   side by side.
 //! - A payload that does not decode as its subject's event is terminated with its reason
 //!   (logged, and dead-lettered by the bus): never redelivered, never given to the listener.
 //! - The listener settles each delivery itself (ack, nak with a delay, or term): the runtime
@@ -15,9 +18,11 @@
 //!   then leaves the group. Nothing acknowledged is lost; anything left unsettled (a handler
 //!   that did not settle, or panicked) is redelivered by the bus.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +30,7 @@ use crate::bus::{
     Bus, BusError, Delivery, ListenerOptions, MessageHandle, QueueGroup, Subscription,
 };
 use crate::events::Event;
+use crate::id::Id;
 use crate::metrics::Settled;
 use crate::services::listener::Listener;
 use crate::services::update::counted_as;
@@ -99,6 +105,7 @@ impl<S: Subscription> Member<S> {
         } = self;
         let limit = options.max_in_flight.max(1);
         let mut handlers = JoinSet::new();
+        let mut lanes = TicketLanes::default();
         let mut report = MemberReport::default();
         loop {
             while let Some(done) = handlers.try_join_next() {
@@ -138,9 +145,15 @@ impl<S: Subscription> Member<S> {
                             report.handled += 1;
                             let listener = Arc::clone(&listener);
                             let queue_group = options.queue_group.clone();
+                            let (before, ended) = lanes.join(event.ticket_id());
                             handlers.spawn(counted_as(queue_group.clone(), async move {
+                                if let Some(before) = before {
+                                    // Err only says the sender is gone: the handler ended.
+                                    let _ = before.await;
+                                }
                                 let outcome = listener.handle(&event, &delivery).await;
                                 log_outcome(&queue_group, &event, &delivery, outcome);
+                                drop(ended);
                             }));
                         }
                         Err(error) => {
@@ -157,6 +170,41 @@ impl<S: Subscription> Member<S> {
         }
         drop(subscription);
         report
+    }
+}
+
+/// Per ticket, the end of the last handler this member started for it: a new delivery about
+/// the ticket waits for that end before its handler runs.
+///
+/// Why: a ticket's events apply in version (and reservation-number) order, and two of its
+/// deliveries handled at once race. The later one finds the earlier one's write missing, naks
+/// on the gap, and comes back after the gap backoff, spending a delivery; under a burst of
+/// one ticket's updates the misses chain (each one doubles the next wait) until the chain's
+/// tail runs out of deliveries and is dead-lettered long after its gap closed. A lane keeps a
+/// member's own deliveries of a ticket from racing; races across members remain, and cost a
+/// short nak each. A handler that panics drops its end too, so its lane moves on.
+#[derive(Debug, Default)]
+struct TicketLanes {
+    last: HashMap<Id, oneshot::Receiver<()>>,
+    /// The map's size at which ended lanes are dropped (amortised: twice the live lanes).
+    prune_at: usize,
+}
+
+/// The fewest lanes kept before ended ones are dropped.
+const LANES_KEPT: usize = 64;
+
+impl TicketLanes {
+    /// Joins `ticket`'s lane: the end of the handler to wait for (none: the lane is free), and
+    /// the end of this one, dropped when its handler ends.
+    fn join(&mut self, ticket: Id) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+        if self.last.len() >= self.prune_at.max(LANES_KEPT) {
+            self.last.retain(|_, end| {
+                matches!(end.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+            });
+            self.prune_at = 2 * self.last.len();
+        }
+        let (ended, end) = oneshot::channel();
+        (self.last.insert(ticket, end), ended)
     }
 }
 
