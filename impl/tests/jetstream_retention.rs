@@ -242,3 +242,59 @@ async fn dead_letters_survive_restarts_and_replay_republishes_them() {
     members.shutdown().await;
     bus.delete_stream().await.unwrap();
 }
+
+/// A dead letter keeps its payload even when the message left the stream between the
+/// server's max-deliveries advisory and the bus's fetch of it (interest retention drops it
+/// once the group's ack floor moves past it): the member's last attempt kept a copy. The
+/// server sends no advisory for a message already gone, so the test removes the message and
+/// then publishes the advisory the server would have sent a moment earlier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_keeps_its_payload_after_the_message_left_the_stream() {
+    let Some((namespace, bus)) = fresh_jetstream("a_dead_letter_keeps_its_payload").await else {
+        return;
+    };
+    let options = ListenerOptions {
+        max_deliver: 1,
+        ..bus_suite::options(ORDERS, &TICKET_SUBJECTS, bus_suite::LONG_ACK_WAIT, 4)
+    };
+    bus_suite::declare(&bus, &options).await;
+    let doomed = bus_suite::event(Subject::TicketUpdated, 3);
+    let seq = bus_suite::publish(&bus, &doomed, None).await;
+    let mut members = Members::new();
+    members.add(bus.subscribe(&options).await.unwrap());
+    let (_, delivery) = members.next("the one allowed delivery").await;
+    assert_eq!((delivery.stream_seq(), delivery.delivery_count()), (seq, 1));
+
+    let config = namespace.config();
+    let client = async_nats::connect(config.url.as_str()).await.unwrap();
+    let stream = async_nats::jetstream::new(client.clone())
+        .get_stream(&config.stream)
+        .await
+        .unwrap();
+    assert!(
+        stream.delete_message(seq).await.unwrap(),
+        "the message was in the stream"
+    );
+    let advisory = serde_json::json!({"consumer": ORDERS, "stream_seq": seq, "deliveries": 1});
+    client
+        .publish(
+            format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{ORDERS}",
+                config.stream
+            ),
+            advisory.to_string().into(),
+        )
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+
+    let dead = bus_suite::eventually("the dead letter", async || {
+        bus.dead_letters().into_iter().find(|d| d.stream_seq == seq)
+    })
+    .await;
+    assert_eq!(dead.reason, DeadLetterReason::MaxDeliveries(1));
+    assert_eq!(dead.subject, "ticket:updated");
+    assert_eq!(dead.payload, doomed.encode().unwrap());
+    drop(delivery);
+    members.shutdown().await;
+}

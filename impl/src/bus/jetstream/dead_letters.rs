@@ -8,10 +8,15 @@
 //! ([`crate::bus::Bus::dead_letters`]), capped at [`DEAD_LETTERS_MAX`] with a count of those
 //! dropped.
 //!
+//! A delivery on its last allowed attempt keeps a copy of its subject and payload here until
+//! it is settled or recorded ([`DeadLetters::keep_last_attempt`]): interest retention removes
+//! a message once its group's ack floor moves past it, which it may do between the advisory
+//! and the fetch, and a dead letter without its payload could not be replayed.
+//!
 //! The invariant: the advisory subscription is registered on the server before the bus is
 //! handed out, so no message can run out of deliveries unrecorded while the bus lives.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use async_nats::jetstream;
@@ -30,8 +35,17 @@ use crate::sync::Mutex;
 #[derive(Clone)]
 pub(super) struct DeadLetters {
     list: Arc<Mutex<RecentDeadLetters>>,
+    last_attempts: Arc<Mutex<LastAttempts>>,
     stream: DeadLetterStream,
 }
+
+/// Subject (without the prefix) and payload of each delivery on its last allowed attempt,
+/// by queue group and stream sequence.
+type LastAttempts = HashMap<(QueueGroup, u64), (String, Vec<u8>)>;
+
+/// The most last-attempt copies kept: a bound on their memory (past it, the advisory's fetch
+/// is the only source, as it is for a delivery made to another process).
+const LAST_ATTEMPTS_MAX: usize = 10_000;
 
 #[derive(Default)]
 struct RecentDeadLetters {
@@ -43,6 +57,7 @@ impl DeadLetters {
     pub(super) fn new(stream: DeadLetterStream) -> Self {
         Self {
             list: Arc::new(Mutex::new(RecentDeadLetters::default())),
+            last_attempts: Arc::new(Mutex::new(LastAttempts::new())),
             stream,
         }
     }
@@ -58,6 +73,37 @@ impl DeadLetters {
             list.letters.pop_front();
             list.dropped += 1;
         }
+    }
+
+    /// Keeps a copy of a delivery on its last allowed attempt, for the advisory that follows
+    /// if it is not acknowledged.
+    pub(super) fn keep_last_attempt(
+        &self,
+        queue_group: &QueueGroup,
+        stream_seq: u64,
+        subject: &str,
+        payload: &[u8],
+    ) {
+        let mut kept = self.last_attempts.lock();
+        if kept.len() < LAST_ATTEMPTS_MAX {
+            kept.insert(
+                (Arc::clone(queue_group), stream_seq),
+                (subject.to_owned(), payload.to_vec()),
+            );
+        }
+    }
+
+    /// The last attempt was acknowledged or terminated: its copy is not needed.
+    pub(super) fn forget_last_attempt(&self, queue_group: &QueueGroup, stream_seq: u64) {
+        self.last_attempts
+            .lock()
+            .remove(&(Arc::clone(queue_group), stream_seq));
+    }
+
+    fn take_last_attempt(&self, queue_group: &str, stream_seq: u64) -> Option<(String, Vec<u8>)> {
+        self.last_attempts
+            .lock()
+            .remove(&(QueueGroup::from(queue_group), stream_seq))
     }
 
     /// This process's dead letters, oldest first.
@@ -135,31 +181,11 @@ async fn record_max_deliveries(
                 continue;
             }
         };
-        let fetched = tokio::time::timeout(
-            config.request_timeout,
-            stream.get_raw_message(advisory.stream_seq),
-        )
-        .await;
-        let (subject, payload) = match fetched {
-            Ok(Ok(stored)) => (
-                strip_prefix(&config.subject_prefix, &stored.subject).to_owned(),
-                stored.payload.to_vec(),
-            ),
-            Ok(Err(error)) => {
-                tracing::warn!(
-                    stream_seq = advisory.stream_seq,
-                    "cannot fetch a dead letter: {error}"
-                );
-                (String::new(), Vec::new())
-            }
-            Err(_) => {
-                tracing::warn!(
-                    stream_seq = advisory.stream_seq,
-                    "fetching a dead letter timed out"
-                );
-                (String::new(), Vec::new())
-            }
-        };
+        let (subject, payload) =
+            match dead_letters.take_last_attempt(&advisory.consumer, advisory.stream_seq) {
+                Some(kept) => kept,
+                None => fetch(&stream, &config, advisory.stream_seq).await,
+            };
         tracing::warn!(
             queue_group = %advisory.consumer,
             stream_seq = advisory.stream_seq,
@@ -175,6 +201,29 @@ async fn record_max_deliveries(
             reason: DeadLetterReason::MaxDeliveries(deliveries),
         };
         dead_letters.record(dead, deliveries).await;
+    }
+}
+
+/// A dead letter's subject (without the prefix) and payload, read from the stream: empty if
+/// it is gone (a delivery made to another process, whose copy this one does not have).
+async fn fetch(
+    stream: &jetstream::stream::Stream,
+    config: &JetStreamConfig,
+    stream_seq: u64,
+) -> (String, Vec<u8>) {
+    match tokio::time::timeout(config.request_timeout, stream.get_raw_message(stream_seq)).await {
+        Ok(Ok(stored)) => (
+            strip_prefix(&config.subject_prefix, &stored.subject).to_owned(),
+            stored.payload.to_vec(),
+        ),
+        Ok(Err(error)) => {
+            tracing::warn!(stream_seq, "cannot fetch a dead letter: {error}");
+            (String::new(), Vec::new())
+        }
+        Err(_) => {
+            tracing::warn!(stream_seq, "fetching a dead letter timed out");
+            (String::new(), Vec::new())
+        }
     }
 }
 

@@ -25,6 +25,8 @@ pub struct JetStreamDelivery {
     pub(super) permit: Mutex<Option<OwnedSemaphorePermit>>,
     pub(super) queue_group: QueueGroup,
     pub(super) dead_letters: DeadLetters,
+    /// On its group's last allowed attempt: a copy is kept in `dead_letters` until settled.
+    pub(super) last_attempt: bool,
 }
 
 impl std::fmt::Debug for JetStreamDelivery {
@@ -51,7 +53,12 @@ impl MessageHandle for JetStreamDelivery {
     }
 
     async fn ack(&self) -> Result<(), BusError> {
-        self.settle(AckKind::Ack).await
+        self.settle(AckKind::Ack).await?;
+        if self.last_attempt {
+            self.dead_letters
+                .forget_last_attempt(&self.queue_group, self.stream_seq);
+        }
+        Ok(())
     }
 
     async fn nak(&self, delay: Duration) -> Result<(), BusError> {
@@ -61,6 +68,10 @@ impl MessageHandle for JetStreamDelivery {
 
     async fn term(&self, reason: &str) -> Result<(), BusError> {
         self.settle(AckKind::Term).await?;
+        if self.last_attempt {
+            self.dead_letters
+                .forget_last_attempt(&self.queue_group, self.stream_seq);
+        }
         let dead = DeadLetter {
             queue_group: Arc::clone(&self.queue_group),
             subject: self.subject().to_owned(),

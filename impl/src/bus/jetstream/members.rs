@@ -24,7 +24,7 @@ use super::dead_letters::DeadLetters;
 use super::delivery::JetStreamDelivery;
 use super::setup::reconnect_delay;
 use super::{JetStreamBus, flush};
-use crate::bus::{Bus, BusError, DeadLetter, ListenerOptions, QueueGroup, Subscription};
+use crate::bus::{Bus, BusError, DeadLetter, Delivery, ListenerOptions, QueueGroup, Subscription};
 use crate::sync::Mutex;
 
 impl Bus for JetStreamBus {
@@ -61,6 +61,7 @@ impl Bus for JetStreamBus {
             prefix_len: config.subject_prefix.len(),
             queue_group: Arc::clone(&options.queue_group),
             dead_letters: self.inner.dead_letters.clone(),
+            max_deliver: options.max_deliver,
             expires: config.pull_expires,
             max_batch: config.max_batch.max(1),
             ahead_at: (options.max_in_flight.min(config.max_batch.max(1)) / 2).max(1),
@@ -97,6 +98,9 @@ struct Puller {
     prefix_len: usize,
     queue_group: QueueGroup,
     dead_letters: DeadLetters,
+    /// The deliveries the group asked for (a durable consumer made earlier with another
+    /// `max_deliver` keeps its own; then the dead-letter advisory's fetch is the fallback).
+    max_deliver: u32,
     expires: Duration,
     max_batch: usize,
     /// Free permits at which the next pull request is sent while the current one drains:
@@ -327,7 +331,8 @@ impl Puller {
                 return None;
             }
         };
-        Some(JetStreamDelivery {
+        let last_attempt = delivery_count >= self.max_deliver;
+        let delivery = JetStreamDelivery {
             message,
             stream_seq,
             delivery_count,
@@ -335,7 +340,17 @@ impl Puller {
             permit: Mutex::new(Some(permit)),
             queue_group: Arc::clone(&self.queue_group),
             dead_letters: self.dead_letters.clone(),
-        })
+            last_attempt,
+        };
+        if last_attempt {
+            self.dead_letters.keep_last_attempt(
+                &self.queue_group,
+                stream_seq,
+                delivery.subject(),
+                delivery.payload(),
+            );
+        }
+        Some(delivery)
     }
 }
 
