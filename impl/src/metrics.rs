@@ -1,12 +1,15 @@
-//! What the process counts, by name: one function per thing counted, so every call site
-//! records the same metric with the same labels, and `GET /metrics` renders them in
-//! Prometheus's text format.
+//! What the process counts, by name: one function per thing counted (or, on the per-request
+//! and per-round paths, one type that keeps its handles: [`HttpRequests`], [`Outbox`]), so
+//! every call site records the same metric with the same labels, and `GET /metrics` renders
+//! them in Prometheus's text format.
 //!
 //! The invariant: a metric's name and labels are written once, here. Callers never name a
 //! metric themselves; they call the function for what happened. Recording goes through the
 //! `metrics` facade, which is a no-op until [`prometheus`] installs the process's one
 //! recorder (once per process, whoever asks first: tests run many applications in one process,
-//! and they all count into, and render, the same recorder).
+//! and they all count into, and render, the same recorder). A kept handle is the recorder's at
+//! the time it was registered, so the types are made where the recorder is already installed
+//! (the router and the relays start after `serve` installs it).
 //!
 //! # Names
 //!
