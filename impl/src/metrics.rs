@@ -1,12 +1,15 @@
-//! What the process counts, by name: one function per thing counted, so every call site
-//! records the same metric with the same labels, and `GET /metrics` renders them in
-//! Prometheus's text format.
+//! What the process counts, by name: one function per thing counted (or, on the per-request
+//! and per-round paths, one type that keeps its handles: [`HttpRequests`], [`Outbox`]), so
+//! every call site records the same metric with the same labels, and `GET /metrics` renders
+//! them in Prometheus's text format.
 //!
 //! The invariant: a metric's name and labels are written once, here. Callers never name a
 //! metric themselves; they call the function for what happened. Recording goes through the
 //! `metrics` facade, which is a no-op until [`prometheus`] installs the process's one
 //! recorder (once per process, whoever asks first: tests run many applications in one process,
-//! and they all count into, and render, the same recorder).
+//! and they all count into, and render, the same recorder). A kept handle is the recorder's at
+//! the time it was registered, so the types are made where the recorder is already installed
+//! (the router and the relays start after `serve` installs it).
 //!
 //! # Names
 //!
@@ -30,7 +33,10 @@
 //!
 //! Counters are per process: two `serve` processes each count what they did.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use crate::sync::Mutex;
 
 /// `ticketing_http_requests_total`.
 pub const HTTP_REQUESTS: &str = "ticketing_http_requests_total";
@@ -68,16 +74,55 @@ pub const ORIGIN_HTTP: &str = "http";
 /// The `origin` of a version conflict met by the orders service's expiry.
 pub const ORIGIN_EXPIRY: &str = "expiry";
 
-/// An HTTP request answered: `route` is the matched route's pattern (`/api/tickets/{id}`),
-/// never the raw path, so ids do not become labels.
-pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    let labels = [
-        ("method", method.to_owned()),
-        ("route", route.to_owned()),
-        ("status", status.to_string()),
-    ];
-    metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
-    metrics::histogram!(HTTP_REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
+/// The HTTP requests' metrics, their handles kept by label set: a request looks its counter
+/// and histogram up by route, method and status here, instead of building three label strings
+/// and asking the recorder's registry for each (a seventh of a request's handling in the profile,
+/// docs/PERFORMANCE.md). The label sets are bounded by the routes, methods and statuses. One
+/// per router, made after the recorder is installed (a handle is the recorder's at the time it
+/// is registered).
+#[derive(Default)]
+pub struct HttpRequests {
+    by_route: Mutex<HashMap<String, Vec<HttpHandles>>>,
+}
+
+/// One label set's handles.
+struct HttpHandles {
+    method: String,
+    status: u16,
+    count: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl HttpRequests {
+    /// An HTTP request answered: `route` is the matched route's pattern (`/api/tickets/{id}`),
+    /// never the raw path, so ids do not become labels.
+    pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let mut by_route = self.by_route.lock();
+        let known = by_route.get(route).and_then(|handles| {
+            handles
+                .iter()
+                .find(|handles| handles.status == status && handles.method == method)
+        });
+        if let Some(handles) = known {
+            handles.count.increment(1);
+            handles.duration.record(elapsed.as_secs_f64());
+            return;
+        }
+        let labels = [
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        let handles = HttpHandles {
+            method: method.to_owned(),
+            status,
+            count: metrics::counter!(HTTP_REQUESTS, &labels),
+            duration: metrics::histogram!(HTTP_REQUEST_DURATION, &labels),
+        };
+        handles.count.increment(1);
+        handles.duration.record(elapsed.as_secs_f64());
+        by_route.entry(route.to_owned()).or_default().push(handles);
+    }
 }
 
 /// A member of `queue_group` pulled a delivery, delivered `delivery_count` times so far.
@@ -137,16 +182,35 @@ pub fn dead_letter_dropped() {
     metrics::counter!(DEAD_LETTERS_DROPPED).increment(1);
 }
 
-/// A relay read its outbox: `pending` entries (at most one batch), the oldest of which it
-/// first saw pending `oldest_waiting` ago.
-pub fn outbox_read(service: &'static str, pending: usize, oldest_waiting: Duration) {
-    metrics::gauge!(OUTBOX_DEPTH, "service" => service).set(pending as f64);
-    metrics::gauge!(OUTBOX_RELAY_LAG, "service" => service).set(oldest_waiting.as_secs_f64());
+/// One relay's metrics, registered once when the relay starts (a relay round records three,
+/// and with one entry per round a registry lookup each was a share of every write's cost).
+pub struct Outbox {
+    depth: metrics::Gauge,
+    lag: metrics::Gauge,
+    published: metrics::Counter,
 }
 
-/// A relay published `count` entries of `service`'s outbox.
-pub fn outbox_published(service: &'static str, count: usize) {
-    metrics::counter!(OUTBOX_PUBLISHED, "service" => service).increment(count as u64);
+impl Outbox {
+    /// The metrics of `service`'s relay.
+    pub fn new(service: &'static str) -> Self {
+        Self {
+            depth: metrics::gauge!(OUTBOX_DEPTH, "service" => service),
+            lag: metrics::gauge!(OUTBOX_RELAY_LAG, "service" => service),
+            published: metrics::counter!(OUTBOX_PUBLISHED, "service" => service),
+        }
+    }
+
+    /// The relay read its outbox: `pending` entries (at most one batch), the oldest of which
+    /// it first saw pending `oldest_waiting` ago.
+    pub fn read(&self, pending: usize, oldest_waiting: Duration) {
+        self.depth.set(pending as f64);
+        self.lag.set(oldest_waiting.as_secs_f64());
+    }
+
+    /// The relay published `count` entries.
+    pub fn published(&self, count: usize) {
+        self.published.increment(count as u64);
+    }
 }
 
 /// An outbox entry on `subject` that cannot be published was set aside (by the relay, or by

@@ -5,7 +5,13 @@
 //! is not expired (no leeway) and carries a non-empty `id` and an `email`. Anything else (no
 //! token, bad signature, another algorithm, `alg: none`, a missing claim) is
 //! [`ApiError::NotAuthorized`]; the reason is logged at debug level, never told to the client.
+//!
+//! A key remembers the tokens it verified (a client sends the same token with every request),
+//! keyed by the token's exact text: a second request with it skips the signature check and the
+//! claims' decoding, which were a third of a request's handling in the profile
+//! (docs/PERFORMANCE.md), and is still refused the second its `exp` passes.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -16,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::records::UserId;
 use crate::services::ApiError;
+use crate::sync::{Arc, Mutex};
 
 /// The environment variable holding the signing key.
 pub const JWT_KEY_VAR: &str = "JWT_KEY";
@@ -107,12 +114,24 @@ pub fn development_key_refusal(embedded: bool, listen: std::net::SocketAddr) -> 
     }
 }
 
-/// The session key: verifies and issues tokens.
+/// The most tokens a key remembers as verified; when full, it forgets them all (the next
+/// request with each is verified again), so memory stays bounded whatever clients send.
+pub const VERIFIED_TOKENS_MAX: usize = 4096;
+
+/// What a verified token signs in, and until when (its `exp`, Unix seconds).
+struct Verified {
+    user: CurrentUser,
+    expires: u64,
+}
+
+/// The session key: verifies and issues tokens. Clones share the tokens already verified.
 #[derive(Clone)]
 pub struct SessionKey {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Tokens verified under this key, by their exact text.
+    verified: Arc<Mutex<HashMap<Box<str>, Verified>>>,
 }
 
 impl std::fmt::Debug for SessionKey {
@@ -132,6 +151,7 @@ impl SessionKey {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            verified: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -183,6 +203,25 @@ impl SessionKey {
 
     /// The user a token signs in, or [`ApiError::NotAuthorized`].
     pub fn verify(&self, token: &str) -> Result<CurrentUser, ApiError> {
+        self.verify_at(token, jsonwebtoken::get_current_timestamp())
+    }
+
+    /// [`SessionKey::verify`], a token verified before judged expired or not at `now` (Unix
+    /// seconds; valid while `exp >= now`, as the validation's leeway is 0). A token seen for
+    /// the first time is verified in full, on the library's clock.
+    fn verify_at(&self, token: &str, now: u64) -> Result<CurrentUser, ApiError> {
+        {
+            let mut verified = self.verified.lock();
+            match verified.get(token) {
+                Some(known) if known.expires >= now => return Ok(known.user.clone()),
+                Some(_) => {
+                    verified.remove(token);
+                    tracing::debug!("session token rejected: expired");
+                    return Err(ApiError::NotAuthorized);
+                }
+                None => {}
+            }
+        }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|error| {
                 tracing::debug!(%error, "session token rejected");
@@ -193,10 +232,22 @@ impl SessionKey {
             tracing::debug!("session token rejected: empty id claim");
             return Err(ApiError::NotAuthorized);
         }
-        Ok(CurrentUser {
+        let user = CurrentUser {
             id: UserId::new(claims.id),
             email: claims.email,
-        })
+        };
+        let mut verified = self.verified.lock();
+        if verified.len() >= VERIFIED_TOKENS_MAX {
+            verified.clear();
+        }
+        verified.insert(
+            token.into(),
+            Verified {
+                user: user.clone(),
+                expires: claims.exp,
+            },
+        );
+        Ok(user)
     }
 
     /// The user the request's headers sign in: the bearer token if there is an
@@ -320,6 +371,65 @@ mod tests {
         let long = "x".repeat(MIN_KEY_BYTES);
         let (_, source) = SessionKey::from_secret(Some(&long), Some("no".into())).unwrap();
         assert_eq!(source, KeySource::Environment);
+    }
+
+    /// The `exp` claim of `token`, signed by `key`.
+    fn expiry_of(key: &SessionKey, token: &str) -> u64 {
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &key.validation)
+            .unwrap()
+            .claims
+            .exp
+    }
+
+    #[test]
+    fn a_verified_token_is_refused_once_it_expires_and_its_bytes_must_match() {
+        let key = key();
+        let token = key
+            .issue(&UserId::new("user-1"), "a@b.c", Duration::from_secs(60))
+            .unwrap();
+        let expires = expiry_of(&key, &token);
+        let now = jsonwebtoken::get_current_timestamp();
+        let user = key.verify_at(&token, now).unwrap();
+        assert_eq!(user.id, UserId::new("user-1"));
+        // Remembered: the same answer up to and including its `exp` second.
+        assert_eq!(key.verify_at(&token, expires).unwrap(), user);
+        assert!(matches!(
+            key.verify_at(&token, expires + 1),
+            Err(ApiError::NotAuthorized)
+        ));
+        // A token differing in one byte of its signature is not the remembered one.
+        let mut tampered = token.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(matches!(
+            key.verify_at(&tampered, now),
+            Err(ApiError::NotAuthorized)
+        ));
+        // Another key does not share what this one verified.
+        assert!(matches!(
+            SessionKey::new(b"other").verify_at(&token, now),
+            Err(ApiError::NotAuthorized)
+        ));
+    }
+
+    #[test]
+    fn the_verified_tokens_stay_bounded() {
+        let key = key();
+        for n in 0..=VERIFIED_TOKENS_MAX {
+            let token = key
+                .issue(
+                    &UserId::new(format!("user-{n}")),
+                    "e",
+                    Duration::from_secs(60),
+                )
+                .unwrap();
+            key.verify(&token).unwrap();
+        }
+        let remembered = key.verified.lock().len();
+        assert!(
+            (1..=VERIFIED_TOKENS_MAX).contains(&remembered),
+            "{remembered} tokens remembered"
+        );
     }
 
     #[test]

@@ -260,7 +260,10 @@ where
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(axum::middleware::from_fn(ops::count_request))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(crate::metrics::HttpRequests::default()),
+            ops::count_request,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -7,10 +7,11 @@
 //! pattern (`/api/orders/{id}`), never its raw path, so the number of label values is bounded
 //! by the routes; these routes need no session and change nothing.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
@@ -18,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::id::Id;
+use crate::metrics::HttpRequests;
 use crate::records::{Ticket, TicketReplica};
 use crate::store::VersionedStore;
 
@@ -28,18 +30,19 @@ pub const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// Counts the request under its method, route pattern and status, with its latency
-/// ([`crate::metrics::http_request`]).
-pub(crate) async fn count_request(request: Request, next: Next) -> Response {
+/// ([`crate::metrics::HttpRequests`], one per router).
+pub(crate) async fn count_request(
+    State(counted): State<Arc<HttpRequests>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || UNMATCHED_ROUTE.to_owned(),
-        |path| path.as_str().to_owned(),
-    );
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    crate::metrics::http_request(
+    counted.record(
         method.as_str(),
-        &route,
+        route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
         response.status().as_u16(),
         started.elapsed(),
     );

@@ -133,21 +133,21 @@ pub async fn run_relay<O, P>(
 {
     let batch = config.batch.max(1);
     let mut retry_delay = config.retry_initial;
-    let mut watch = Lag::default();
+    let mut watch = Lag::new(service);
     loop {
         // Register interest before reading, so a write after the read still wakes us.
         let written = outbox.outbox_written();
         tokio::pin!(written);
-        let mut observe = |pending: &[OutboxEntry]| watch.observe(service, pending);
+        let mut observe = |pending: &[OutboxEntry]| watch.observe(pending);
         match relay_observed(outbox, publisher, batch, &mut observe).await {
             Ok(count) => {
-                crate::metrics::outbox_published(service, count);
+                watch.metrics.published(count);
                 retry_delay = config.retry_initial;
                 if count == batch {
                     continue;
                 }
                 // Everything read was published: nothing waits until the next write.
-                watch.drained(service);
+                watch.drained();
                 tokio::select! {
                     () = &mut written => {}
                     () = shutdown.cancelled() => break,
@@ -166,15 +166,22 @@ pub async fn run_relay<O, P>(
     flush(service, outbox, publisher, batch, config.flush_timeout).await;
 }
 
-/// The oldest pending entry a relay has seen and since when: the relay's lag, for
-/// [`crate::metrics::outbox_read`].
-#[derive(Default)]
+/// The oldest pending entry a relay has seen and since when: the relay's lag, for its
+/// [`crate::metrics::Outbox`] metrics.
 struct Lag {
     oldest: Option<(u64, Instant)>,
+    metrics: crate::metrics::Outbox,
 }
 
 impl Lag {
-    fn observe(&mut self, service: &'static str, pending: &[OutboxEntry]) {
+    fn new(service: &'static str) -> Self {
+        Self {
+            oldest: None,
+            metrics: crate::metrics::Outbox::new(service),
+        }
+    }
+
+    fn observe(&mut self, pending: &[OutboxEntry]) {
         let now = Instant::now();
         self.oldest = match (pending.first(), self.oldest) {
             (None, _) => None,
@@ -184,12 +191,12 @@ impl Lag {
         let waiting = self
             .oldest
             .map_or(Duration::ZERO, |(_, since)| now.duration_since(since));
-        crate::metrics::outbox_read(service, pending.len(), waiting);
+        self.metrics.read(pending.len(), waiting);
     }
 
-    fn drained(&mut self, service: &'static str) {
+    fn drained(&mut self) {
         self.oldest = None;
-        crate::metrics::outbox_read(service, 0, Duration::ZERO);
+        self.metrics.read(0, Duration::ZERO);
     }
 }
 

@@ -170,7 +170,7 @@ impl PgStore {
         let event = order.cancelled_event(reservation);
         let outboxed = outbox.then(|| Event::OrderCancelled(event.clone()));
         // On any error the transaction drops, rolling back the counted change.
-        let cancelled = self
+        let version = self
             .write(
                 &transaction,
                 doing,
@@ -180,7 +180,13 @@ impl PgStore {
             )
             .await?;
         transaction.commit().await.map_err(failed)?;
-        Ok((cancelled, event))
+        Ok((
+            Order {
+                version,
+                ..cancelled
+            },
+            event,
+        ))
     }
 }
 

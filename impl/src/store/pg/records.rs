@@ -73,15 +73,15 @@ impl PgStore {
     }
 
     /// [`VersionedStore::insert`] or [`VersionedStore::save`] on a pooled connection, run
-    /// again after a race.
+    /// again after a race. Returns the version stored.
     async fn write_record<R: PgRecord>(
         &self,
         write: Write,
-        record: R,
+        record: &R,
         event: Option<Event>,
-    ) -> Result<R, StoreError> {
+    ) -> Result<Version, StoreError> {
         let doing = Doing::on(write.verb(), R::KIND, record.id());
-        let (record, event) = (&record, event.as_ref());
+        let event = event.as_ref();
         self.until_settled(doing, || async move {
             let client = self.client(doing).await?;
             self.write(&client, doing, write, record, event).await
@@ -116,12 +116,12 @@ impl PgStore {
             self.saved(doing, &client, read, row).await
         })
         .await
-        .map(|stored| stored.version())
     }
 
     /// One attempt at `write` of `record` (and `event`, in the same statement) on `client`: a
-    /// pooled connection, or the transaction of an order-book change. Returns the record as
-    /// stored.
+    /// pooled connection, or the transaction of an order-book change. Returns the version
+    /// stored (an insert's is the record's own; a save's, the row's it wrote), so no write
+    /// copies the record it was given.
     pub(super) async fn write<R: PgRecord>(
         &self,
         client: &impl GenericClient,
@@ -129,14 +129,14 @@ impl PgStore {
         write: Write,
         record: &R,
         event: Option<&Event>,
-    ) -> Result<R, WriteError> {
+    ) -> Result<Version, WriteError> {
         let values = record.values().map_err(|why| self.corrupt(doing, why))?;
         let sql = write.sql(R::SQL);
         let row = self
             .run_write(client, doing, sql, values, event, record.reserved_ticket())
             .await?;
         match write {
-            Write::Insert if self.inserted(doing, row.as_ref())? => Ok(record.clone()),
+            Write::Insert if self.inserted(doing, row.as_ref())? => Ok(record.version()),
             Write::Insert => Err(StoreError::Duplicate {
                 kind: R::KIND,
                 id: record.id(),
@@ -186,7 +186,7 @@ impl PgStore {
         Ok(inserted > 0)
     }
 
-    /// The record a save statement returned (`RETURNING version`), or, when it matched no
+    /// The version a save statement stored (`RETURNING version`), or, when it matched no
     /// row, why: the version stored now, read on the same connection (or transaction), tells
     /// a missing record from a conflict.
     async fn saved<R: PgRecord>(
@@ -195,15 +195,13 @@ impl PgStore {
         client: &impl GenericClient,
         record: &R,
         row: Option<Row>,
-    ) -> Result<R, WriteError> {
+    ) -> Result<Version, WriteError> {
         let version = |row: &Row| -> Result<Version, StoreError> {
             let value: i64 = row.try_get(0).map_err(|error| self.failed(doing, error))?;
             to_u64(value, "version").map_err(|why| self.corrupt(doing, why))
         };
         if let Some(row) = row {
-            let mut saved = record.clone();
-            saved.set_version(version(&row)?);
-            return Ok(saved);
+            return Ok(version(&row)?);
         }
         let statement = client
             .prepare_cached(R::SQL.version)
@@ -243,7 +241,8 @@ macro_rules! pg_versioned_store {
                 record: $record,
                 event: Option<Event>,
             ) -> Result<$record, StoreError> {
-                self.write_record(Write::Insert, record, event).await
+                self.write_record(Write::Insert, &record, event).await?;
+                Ok(record)
             }
 
             async fn find_by_id(&self, id: Id) -> Result<Option<$record>, StoreError> {
@@ -255,8 +254,7 @@ macro_rules! pg_versioned_store {
                 record: $record,
                 event: Option<Event>,
             ) -> Result<Version, StoreError> {
-                let saved: $record = self.write_record(Write::Save, record, event).await?;
-                Ok(saved.version)
+                self.write_record(Write::Save, &record, event).await
             }
 
             async fn replace_if_current(
