@@ -10,16 +10,19 @@
 //! step, so the world stays synchronous on either backend, and a step is the same step.
 //!
 //! A run on PostgreSQL ([`Backend::postgres`]) makes one fresh database on the server and
-//! drops it when the run ends (the last world of it dropped); each world gets two fresh
-//! schemas in it, one per service, as `ticketing serve` gives each service its own schema.
+//! drops it when the run ends (the last world of it dropped). Each world's services get a
+//! schema each, as `ticketing serve` gives each service its own: a pair of schemas made for
+//! an earlier world that has ended, emptied (`PgStore::clear`), or a new pair. Emptying is a
+//! few deletes; a new schema costs its migrations, a quarter of a second on a loaded machine,
+//! which would be most of a fuzz case.
 //!
 //! The invariant: a [`Store`] answers what the backend behind it stores; a backend failure
 //! is an error for the caller to report, never a default value.
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -58,23 +61,19 @@ impl Backend {
             runtime,
             database,
             worlds: AtomicU32::new(0),
+            idle: Mutex::new(Vec::new()),
         })))
     }
 
-    /// The stores of a new world: (tickets service's, orders service's), empty.
-    pub fn stores(&self) -> Result<(Store, Store), String> {
+    /// The stores of a new world, empty, for as long as the [`Stores`] is kept.
+    pub fn stores(&self) -> Result<Stores, String> {
         match self {
-            Backend::Memory => Ok((
-                Store::Memory(MemStore::new()),
-                Store::Memory(MemStore::new()),
-            )),
-            Backend::Postgres(run) => {
-                let world = run.worlds.fetch_add(1, Ordering::Relaxed);
-                Ok((
-                    run.store(&format!("w{world}_tickets"))?,
-                    run.store(&format!("w{world}_orders"))?,
-                ))
-            }
+            Backend::Memory => Ok(Stores {
+                tickets: Store::Memory(MemStore::new()),
+                orders: Store::Memory(MemStore::new()),
+                lease: None,
+            }),
+            Backend::Postgres(run) => run.stores(),
         }
     }
 
@@ -98,13 +97,42 @@ impl Backend {
     }
 }
 
+/// A world's two services' stores: the tickets service's and the orders service's.
+#[derive(Debug)]
+pub struct Stores {
+    /// The tickets service's.
+    pub tickets: Store,
+    /// The orders service's.
+    pub orders: Store,
+    /// On PostgreSQL, what hands the schemas back to the run when the world ends.
+    pub lease: Option<Lease>,
+}
+
+/// A world's pair of PostgreSQL stores, handed back to the run's idle pairs when dropped (the
+/// world, and every task that could write to them, ended).
+#[derive(Debug)]
+pub struct Lease {
+    pair: Option<(PgStore, PgStore)>,
+    run: Arc<Postgres>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(pair) = self.pair.take() {
+            crate::lock::locked(&self.run.idle).push(pair);
+        }
+    }
+}
+
 /// A run's PostgreSQL database and the runtime its stores' connections live on.
 pub struct Postgres {
     // Dropped before the database: the runtime ends the stores' connection tasks first.
     runtime: Runtime,
     database: FreshDatabase,
-    /// Worlds made so far: world n's schemas are `wn_tickets` and `wn_orders`.
+    /// Schema pairs made so far: pair n's schemas are `wn_tickets` and `wn_orders`.
     worlds: AtomicU32,
+    /// Pairs whose world ended, to be emptied and used again.
+    idle: Mutex<Vec<(PgStore, PgStore)>>,
 }
 
 impl fmt::Debug for Postgres {
@@ -116,22 +144,51 @@ impl fmt::Debug for Postgres {
 }
 
 impl Postgres {
+    /// An idle pair emptied, or a new pair.
+    fn stores(self: &Arc<Self>) -> Result<Stores, String> {
+        let idle = crate::lock::locked(&self.idle).pop();
+        let (tickets, orders) = match idle {
+            Some((tickets, orders)) => {
+                for store in [&tickets, &orders] {
+                    self.runtime
+                        .block_on(store.clear())
+                        .map_err(|error| error.to_string())?;
+                }
+                (tickets, orders)
+            }
+            None => {
+                let world = self.worlds.fetch_add(1, Ordering::Relaxed);
+                (
+                    self.store(&format!("w{world}_tickets"))?,
+                    self.store(&format!("w{world}_orders"))?,
+                )
+            }
+        };
+        let store = |store: &PgStore| Store::Postgres {
+            store: store.clone(),
+            run: Arc::clone(self),
+        };
+        Ok(Stores {
+            tickets: store(&tickets),
+            orders: store(&orders),
+            lease: Some(Lease {
+                pair: Some((tickets, orders)),
+                run: Arc::clone(self),
+            }),
+        })
+    }
+
     /// A store in a fresh `schema` of the run's database. One operation runs at a time, so
     /// two pooled connections are plenty (a write that reads why it failed takes a second).
-    fn store(self: &Arc<Self>, schema: &str) -> Result<Store, String> {
+    fn store(&self, schema: &str) -> Result<PgStore, String> {
         let options = PgStoreOptions {
             pool_size: 2,
             acquire_timeout: Duration::from_secs(10),
             ..PgStoreOptions::default()
         };
-        let store = self
-            .runtime
+        self.runtime
             .block_on(PgStore::connect_with(self.database.url(), schema, options))
-            .map_err(|error| error.to_string())?;
-        Ok(Store::Postgres {
-            store,
-            run: Arc::clone(self),
-        })
+            .map_err(|error| error.to_string())
     }
 }
 

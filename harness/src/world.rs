@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
-use crate::backend::{Backend, Store};
+use crate::backend::{Backend, Lease, Store};
 use crate::gate::{Gate, Op, Parked, StepKind, Task};
 use crate::gated::{
     CorePublisher, GatedHandle, GatedPublisher, GatedStore, Journal, SharedCore, lock_core,
@@ -108,6 +108,9 @@ pub struct World {
     pub(crate) problems: Vec<String>,
     /// The last version seen of every record, to notice one going down.
     versions: HashMap<(&'static str, Id), Version>,
+    /// Hands the stores back to the backend when the world ends: last, so it drops after
+    /// every task that could still write to them.
+    _lease: Option<Lease>,
 }
 
 impl std::fmt::Debug for World {
@@ -192,7 +195,7 @@ impl World {
 
     /// [`World::new`] with the services' stores on `backend` (fresh ones: empty).
     pub fn on(config: &Config, backend: &Backend) -> Result<Self, Refusal> {
-        let (tickets_store, orders_store) = backend
+        let stores = backend
             .stores()
             .map_err(|why| Refusal(format!("the services' stores could not be made: {why}")))?;
         let variant = implementation_variant(config.variant)?;
@@ -217,8 +220,8 @@ impl World {
             variant: config.variant,
             service_config: ServiceConfig::new(variant),
             members,
-            tickets_store,
-            orders_store,
+            tickets_store: stores.tickets,
+            orders_store: stores.orders,
             core: Arc::new(Mutex::new(core)),
             groups,
             member_ids,
@@ -234,6 +237,7 @@ impl World {
             ghost: Ghost::default(),
             problems: Vec::new(),
             versions: HashMap::new(),
+            _lease: stores.lease,
         })
     }
 
