@@ -32,6 +32,7 @@ use ticketing::bus::broker::Status as CoreStatus;
 use ticketing::events;
 use ticketing::price::Price;
 use ticketing::records::{self, Ticket, TicketReplica};
+use ticketing::store::StoreError;
 
 use crate::gate::Op;
 use crate::gated::lock_core;
@@ -73,6 +74,18 @@ fn check_title(title: &str, at: state::Price, what: &str, problems: &mut Vec<Str
             title_of(at)
         ));
     }
+}
+
+/// What a store read found; a failed read is a problem (and reads as nothing).
+fn read<T>(
+    found: Result<Option<T>, StoreError>,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    found.unwrap_or_else(|error| {
+        problems.push(format!("{what}: the store could not be read: {error}"));
+        None
+    })
 }
 
 /// The model step a task parked at `op` takes next.
@@ -142,7 +155,8 @@ fn observe_stores(world: &World, state: &mut State, problems: &mut Vec<String>) 
     }
     for (t, id) in ids.tickets.iter().take(MAX_TICKETS).enumerate() {
         let what = format!("ticket {t}");
-        let Some(ticket) = world.tickets_store.find_now::<Ticket>(*id) else {
+        let Some(ticket) = read(world.tickets_store.find_now::<Ticket>(*id), &what, problems)
+        else {
             problems.push(format!("{what} is not in the tickets store"));
             continue;
         };
@@ -161,7 +175,8 @@ fn observe_stores(world: &World, state: &mut State, problems: &mut Vec<String>) 
             reservation: version(ticket.reservation, &what, problems),
         });
         let what = format!("replica {t}");
-        if let Some(replica) = world.orders_store.find_now::<TicketReplica>(*id) {
+        let replica = world.orders_store.find_now::<TicketReplica>(*id);
+        if let Some(replica) = read(replica, &what, problems) {
             let p = price(replica.price, &what, problems);
             check_title(&replica.title, p, &what, problems);
             state.replicas[t] = Some(Replica {
@@ -169,15 +184,21 @@ fn observe_stores(world: &World, state: &mut State, problems: &mut Vec<String>) 
                 price: p,
             });
         }
+        let what = format!("reservations of ticket {t}");
+        let count = world.orders_store.reservation_count_now(*id);
         state.reservations[t] = version(
-            world.orders_store.reservation_count_now(*id),
-            &format!("reservations of ticket {t}"),
+            read(count.map(Some), &what, problems).unwrap_or(0),
+            &what,
             problems,
         );
     }
     for (o, id) in ids.orders.iter().take(MAX_ORDERS).enumerate() {
         let what = format!("order {o}");
-        let Some(order) = world.orders_store.find_order_now(*id) else {
+        let Some(order) = read(
+            world.orders_store.find_now::<records::Order>(*id),
+            &what,
+            problems,
+        ) else {
             problems.push(format!("{what} is not in the orders store"));
             continue;
         };
@@ -209,8 +230,8 @@ fn observe_pending_requests(world: &World, state: &mut State, problems: &mut Vec
                 Service::Tickets => &world.tickets_store,
                 Service::Orders => &world.orders_store,
             };
-            store
-                .outbox_snapshot()
+            read(store.outbox_now().map(Some), &what, problems)
+                .unwrap_or_default()
                 .into_iter()
                 .map(|entry| entry.event)
                 .collect()
@@ -330,10 +351,14 @@ mod tests {
         world.ids.orders.push(order_id);
         world
             .tickets_store
+            .memory()
+            .unwrap()
             .insert_now(ticket(ticket_id, 2, 1, Some(order_id)))
             .unwrap();
         world
             .orders_store
+            .memory()
+            .unwrap()
             .insert_now(TicketReplica {
                 id: ticket_id,
                 title: title_of(1).into(),
@@ -351,6 +376,8 @@ mod tests {
         };
         world
             .orders_store
+            .memory()
+            .unwrap()
             .reserve_now(order, price_of(1).unwrap(), ReservationCheck::Atomic, false)
             .unwrap();
         let created = events::Event::TicketCreated(TicketCreated {
@@ -473,9 +500,9 @@ mod tests {
     fn what_the_model_cannot_express_is_reported() {
         let (world, ticket_id, _) = hand_built();
         // A title that is not the title at the ticket's price, and an order nobody placed.
-        let stored = world.tickets_store.find_now::<Ticket>(ticket_id).unwrap();
-        world
-            .tickets_store
+        let store = world.tickets_store.memory().unwrap();
+        let stored = store.find_now::<Ticket>(ticket_id).unwrap();
+        store
             .save_now(Ticket {
                 title: "Concert".into(),
                 order_id: Some(Id::new()),

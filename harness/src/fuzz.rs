@@ -22,11 +22,12 @@ use proptest::test_runner::{
 use model::trace::Trace;
 use model::{Action, Config, TicketingModel};
 
-use crate::replay::{Replay, replay_actions};
+use crate::backend::Backend;
+use crate::replay::{Replay, replay_actions_on};
 use crate::report::Divergence;
 
 /// How to fuzz.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// The bounds (and variant) of the model driving the cases.
     pub config: Config,
@@ -38,6 +39,9 @@ pub struct Options {
     pub max_steps: usize,
     /// End every case with stutter probes ([`Replay::probe_stutters`]).
     pub stutter_probes: bool,
+    /// Where every case's implementation keeps its records (a fresh world, so fresh stores,
+    /// per case).
+    pub backend: Backend,
 }
 
 /// A case that diverged, shrunk.
@@ -68,10 +72,15 @@ pub struct Outcome {
     pub aborted: Option<String>,
 }
 
-/// Replays the actions `choices` pick, on the model and a fresh implementation, then (with
-/// `probes`) the stutter probes. Returns the steps taken.
-pub fn run_choices(config: Config, choices: &[u16], probes: bool) -> Result<usize, Divergence> {
-    let mut replay = Replay::new(config)?;
+/// Replays the actions `choices` pick, on the model and a fresh implementation on `backend`,
+/// then (with `probes`) the stutter probes. Returns the steps taken.
+pub fn run_choices(
+    config: Config,
+    choices: &[u16],
+    probes: bool,
+    backend: &Backend,
+) -> Result<usize, Divergence> {
+    let mut replay = Replay::on(config, backend)?;
     for choice in choices {
         let enabled = replay.enabled();
         if enabled.is_empty() {
@@ -99,11 +108,11 @@ pub fn run(options: &Options) -> Outcome {
     let mut runner = TestRunner::new(runner_config);
     let cases = AtomicUsize::new(0);
     let steps = AtomicUsize::new(0);
-    let (config, probes) = (options.config, options.stutter_probes);
+    let (config, probes, backend) = (options.config, options.stutter_probes, &options.backend);
     let strategy = vec(any::<u16>(), 1..=options.max_steps.max(1));
     let result = runner.run(&strategy, |choices| {
         cases.fetch_add(1, Ordering::Relaxed);
-        match run_choices(config, &choices, probes) {
+        match run_choices(config, &choices, probes, backend) {
             Ok(taken) => {
                 steps.fetch_add(taken, Ordering::Relaxed);
                 Ok(())
@@ -119,7 +128,7 @@ pub fn run(options: &Options) -> Outcome {
     });
     let (failure, aborted) = match result {
         Ok(()) => (None, None),
-        Err(TestError::Fail(_, choices)) => (failure(config, choices, probes), None),
+        Err(TestError::Fail(_, choices)) => (failure(config, choices, probes, backend), None),
         Err(TestError::Abort(reason)) => (None, Some(reason.to_string())),
     };
     Outcome {
@@ -131,12 +140,17 @@ pub fn run(options: &Options) -> Outcome {
     }
 }
 
-fn failure(config: Config, mut choices: Vec<u16>, probes: bool) -> Option<Failure> {
-    let divergence = run_choices(config, &choices, probes).err()?;
+fn failure(
+    config: Config,
+    mut choices: Vec<u16>,
+    probes: bool,
+    backend: &Backend,
+) -> Option<Failure> {
+    let divergence = run_choices(config, &choices, probes, backend).err()?;
     // Choices after the diverging step were never used.
     let choices_path = divergence.model_path().len();
     choices.truncate(choices_path);
-    let divergence = shrink_path(config, divergence);
+    let divergence = shrink_path(config, divergence, backend);
     let model = TicketingModel::new(config);
     let trace = Trace::from_actions(&model, divergence.model_path()).ok();
     Some(Failure {
@@ -149,10 +163,15 @@ fn failure(config: Config, mut choices: Vec<u16>, probes: bool) -> Option<Failur
 
 /// The divergence of `path` (steps of the model) followed, with `probes`, by the stutter
 /// probes; `None` if it is not a path of the model or does not diverge.
-fn diverges(config: Config, path: &[Action], probes: bool) -> Option<Divergence> {
+fn diverges(
+    config: Config,
+    path: &[Action],
+    probes: bool,
+    backend: &Backend,
+) -> Option<Divergence> {
     let model = TicketingModel::new(config);
     Trace::from_actions(&model, path).ok()?;
-    let mut replay = match replay_actions(config, path) {
+    let mut replay = match replay_actions_on(config, path, backend) {
         Ok(replay) => replay,
         Err(divergence) => return Some(divergence),
     };
@@ -167,14 +186,14 @@ fn diverges(config: Config, path: &[Action], probes: bool) -> Option<Divergence>
 /// (removing a choice changes every action after it; removing an action keeps them): each
 /// step whose removal leaves a path the model enables that still diverges (by a step, or by
 /// a stutter probe at its end, as the original did) is removed, until none is.
-pub fn shrink_path(config: Config, divergence: Divergence) -> Divergence {
+pub fn shrink_path(config: Config, divergence: Divergence, backend: &Backend) -> Divergence {
     let probes = divergence.probes > 0;
     let mut best = divergence;
     let mut index = 0;
     while index < best.model_path().len() {
         let mut candidate = best.model_path().to_vec();
         candidate.remove(index);
-        match diverges(config, &candidate, probes) {
+        match diverges(config, &candidate, probes, backend) {
             Some(found) => best = found,
             None => index += 1,
         }

@@ -1,10 +1,11 @@
 //! The gated wrappers a task reaches the world through: the store, the publisher and the
-//! message handle, each waiting at the task's [`Gate`] before it touches the memory store or
-//! the broker core; and the journal of the writes they let through.
+//! message handle, each waiting at the task's [`Gate`] before it touches the service's store
+//! or the broker core; and the journal of the writes they let through.
 //!
 //! The invariant: every store write, publish and settlement a task performs passes its gate
-//! first and, once performed, is visible in the shared [`MemStore`] / [`BrokerCore`] at once
-//! (both are synchronous). Every successful ticket or replica write is journaled with the
+//! first and, once performed, is visible in the shared [`Store`] / [`BrokerCore`] at once (the
+//! core is synchronous, and a store operation runs to completion where it stands:
+//! [`Store::finish`]). Every successful ticket or replica write is journaled with the
 //! record as it was before and the delivery it was made for, which is what the harness's
 //! ghost variables are built from.
 
@@ -19,10 +20,9 @@ use ticketing::events::{Event, OrderCancelled, OrderCreated};
 use ticketing::id::Id;
 use ticketing::price::Price;
 use ticketing::records::{Order, Record, Reservation, Ticket, TicketReplica, Version};
-use ticketing::store::{
-    Listing, MemStore, OrderBook, ReservationCheck, StoreError, VersionedStore,
-};
+use ticketing::store::{Listing, OrderBook, ReservationCheck, StoreError, VersionedStore};
 
+use crate::backend::Store;
 use crate::gate::{Gate, Op};
 
 /// The broker core, shared by every task's publisher and handle.
@@ -33,7 +33,7 @@ pub fn lock_core(core: &SharedCore) -> MutexGuard<'_, BrokerCore> {
     crate::lock::locked(core)
 }
 
-/// A write a gated store let through and the memory store accepted.
+/// A write a gated store let through and the store accepted.
 #[derive(Clone, Debug)]
 pub enum Written {
     /// A ticket inserted (`before` is `None`) or saved.
@@ -84,43 +84,33 @@ impl Journal {
 
 /// A record the gated store journals.
 pub trait Journaled: Record {
-    /// The record as the memory store holds it now.
-    fn stored(store: &MemStore, id: Id) -> Option<Self>;
     /// The journal entry of a write.
     fn written(before: Option<Self>, after: Self, by: Option<Seq>) -> Written;
 }
 
 impl Journaled for Ticket {
-    fn stored(store: &MemStore, id: Id) -> Option<Self> {
-        store.find_now::<Ticket>(id)
-    }
     fn written(before: Option<Self>, after: Self, by: Option<Seq>) -> Written {
         Written::Ticket { before, after, by }
     }
 }
 
 impl Journaled for TicketReplica {
-    fn stored(store: &MemStore, id: Id) -> Option<Self> {
-        store.find_now::<TicketReplica>(id)
-    }
     fn written(before: Option<Self>, after: Self, by: Option<Seq>) -> Written {
         Written::Replica { before, after, by }
     }
 }
 
 impl Journaled for Order {
-    fn stored(store: &MemStore, id: Id) -> Option<Self> {
-        store.find_order_now(id)
-    }
     fn written(_: Option<Self>, after: Self, _: Option<Seq>) -> Written {
         Written::Order { after }
     }
 }
 
-/// One task's view of a service's memory store: every operation waits at the task's gate.
+/// One task's view of a service's store: every operation waits at the task's gate, then runs
+/// to completion.
 #[derive(Clone, Debug)]
 pub struct GatedStore {
-    inner: MemStore,
+    inner: Store,
     gate: Gate,
     journal: Journal,
     by: Option<Seq>,
@@ -129,7 +119,7 @@ pub struct GatedStore {
 impl GatedStore {
     /// `inner` (shared with every other task of the service) behind `gate`; writes are
     /// journaled as made for the delivery of stream sequence `by`, if any.
-    pub fn new(inner: MemStore, gate: Gate, journal: Journal, by: Option<Seq>) -> Self {
+    pub fn new(inner: Store, gate: Gate, journal: Journal, by: Option<Seq>) -> Self {
         Self {
             inner,
             gate,
@@ -146,7 +136,7 @@ impl GatedStore {
 
 impl<R: Journaled> VersionedStore<R> for GatedStore
 where
-    MemStore: VersionedStore<R>,
+    Store: VersionedStore<R>,
 {
     async fn insert(&self, record: R, event: Option<Event>) -> Result<R, StoreError> {
         self.gate
@@ -156,7 +146,9 @@ where
                 version: record.version(),
             })
             .await;
-        let inserted = VersionedStore::<R>::insert(&self.inner, record, event).await;
+        let inserted = (self.inner)
+            .finish(VersionedStore::<R>::insert(&self.inner, record, event))
+            .await;
         if let Ok(after) = &inserted {
             self.journal_write(None, after);
         }
@@ -170,7 +162,9 @@ where
                 id: Some(id),
             })
             .await;
-        VersionedStore::<R>::find_by_id(&self.inner, id).await
+        self.inner
+            .finish(VersionedStore::<R>::find_by_id(&self.inner, id))
+            .await
     }
 
     async fn save(&self, record: R, event: Option<Event>) -> Result<Version, StoreError> {
@@ -182,9 +176,11 @@ where
                 read_version: record.version(),
             })
             .await;
-        let before = R::stored(&self.inner, id);
+        let before = self.inner.find_now::<R>(id)?;
         let mut after = record.clone();
-        let saved = VersionedStore::<R>::save(&self.inner, record, event).await;
+        let saved = (self.inner)
+            .finish(VersionedStore::<R>::save(&self.inner, record, event))
+            .await;
         if let Ok(version) = saved {
             after.set_version(version);
             self.journal_write(before, &after);
@@ -206,10 +202,15 @@ where
                 read_version,
             })
             .await;
-        let before = R::stored(&self.inner, id);
+        let before = self.inner.find_now::<R>(id)?;
         let after = record.clone();
-        let replaced =
-            VersionedStore::<R>::replace_if_current(&self.inner, record, read_version).await;
+        let replaced = (self.inner)
+            .finish(VersionedStore::<R>::replace_if_current(
+                &self.inner,
+                record,
+                read_version,
+            ))
+            .await;
         if replaced.is_ok() {
             self.journal_write(before, &after);
         }
@@ -223,7 +224,9 @@ where
                 id: None,
             })
             .await;
-        VersionedStore::<R>::list(&self.inner, listing).await
+        self.inner
+            .finish(VersionedStore::<R>::list(&self.inner, listing))
+            .await
     }
 }
 
@@ -235,7 +238,7 @@ impl OrderBook for GatedStore {
                 id: Some(ticket_id),
             })
             .await;
-        self.inner.active_order(ticket_id).await
+        self.inner.finish(self.inner.active_order(ticket_id)).await
     }
 
     async fn reserve(
@@ -250,7 +253,9 @@ impl OrderBook for GatedStore {
                 ticket: order.ticket_id,
             })
             .await;
-        let reserved = self.inner.reserve(order, price, check, outbox).await;
+        let reserved = (self.inner)
+            .finish(self.inner.reserve(order, price, check, outbox))
+            .await;
         if let Ok((after, _)) = &reserved {
             self.journal_write(None, after);
         }
@@ -268,7 +273,7 @@ impl OrderBook for GatedStore {
                 read_version: order.version,
             })
             .await;
-        let cancelled = self.inner.cancel(order, outbox).await;
+        let cancelled = (self.inner).finish(self.inner.cancel(order, outbox)).await;
         if let Ok((after, _)) = &cancelled {
             self.journal_write(None, after);
         }
@@ -282,7 +287,9 @@ impl OrderBook for GatedStore {
                 id: Some(ticket_id),
             })
             .await;
-        self.inner.reservation_count(ticket_id).await
+        self.inner
+            .finish(self.inner.reservation_count(ticket_id))
+            .await
     }
 }
 

@@ -9,12 +9,14 @@
 //!
 //! - [`gate`]: deterministic stepping: every task waits at its own gate before each store or
 //!   broker operation; the harness polls it by hand and lets one operation through at a time.
+//! - [`backend`]: where a world keeps its services' records (memory, or a fresh PostgreSQL
+//!   database per run), behind one `Store` that runs each operation to completion.
 //! - [`gated`]: the gated store, publisher and message handle tasks reach the world through,
 //!   and the journal of the writes they let through.
 //! - [`lock`]: locking shared bookkeeping, poisoned or not.
 //! - [`terms`]: the model's terms for the implementation's values and records (prices, titles,
 //!   records by index, events), and [`terms::Refusal`].
-//! - [`world`]: the implementation in process (two memory stores, one broker core, the
+//! - [`world`]: the implementation in process (the two services' stores, one broker core, the
 //!   services' domain operations and their `Listener`s) and how each model action is taken on
 //!   it; its ghost variables from the journal of gated writes.
 //! - [`abstraction`]: the abstraction function, from the implementation's state to a model
@@ -34,6 +36,7 @@
 //! `soak` none of them; its own modules keep the same rule, see its layout).
 
 pub mod abstraction;
+pub mod backend;
 pub mod counterexamples;
 pub mod exhaustive;
 pub mod fuzz;

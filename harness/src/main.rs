@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use harness::replay::{TraceError, replay_trace};
+use harness::backend::Backend;
+use harness::replay::{TraceError, replay_trace_on};
 use harness::{counterexamples, exhaustive, fuzz};
 use model::trace::Trace;
 use model::{Config, Variant};
@@ -122,10 +123,39 @@ fn describe(config: &Config) -> String {
     )
 }
 
+/// Where the implementation's services keep their records.
+#[derive(Args, Clone, Debug)]
+struct StoreArg {
+    /// `memory` (each service's MemStore), or a PostgreSQL server URL
+    /// (`postgres://user@host:port/db`): the run makes a fresh database on that server, each
+    /// world a fresh schema per service in it, and drops the database at the end.
+    #[arg(long = "store", value_name = "memory|URL", default_value = "memory")]
+    store: String,
+}
+
+impl StoreArg {
+    /// The backend, a fresh database made for a run on PostgreSQL (labelled `run`).
+    fn backend(&self, run: &str) -> Result<Backend, String> {
+        let store = self.store.as_str();
+        if store == "memory" {
+            return Ok(Backend::Memory);
+        }
+        if !(store.starts_with("postgres://") || store.starts_with("postgresql://")) {
+            return Err(format!(
+                "--store takes `memory` or a postgres:// URL, not {:?}",
+                ticketing::store::pg::redact_password(store)
+            ));
+        }
+        Backend::postgres(store, run).map_err(|why| format!("--store: {why}"))
+    }
+}
+
 #[derive(Args)]
 struct ReplayArgs {
     /// The trace, as `model check --trace-out` writes it.
     file: PathBuf,
+    #[command(flatten)]
+    store: StoreArg,
     /// After the last step, make the stutter probes (deliveries the model leaves out because
     /// they would only say "not yet", made anyway to check they change nothing else).
     #[arg(long)]
@@ -181,6 +211,8 @@ struct FuzzArgs {
     /// Do not end each case with stutter probes.
     #[arg(long)]
     no_stutter_probes: bool,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 #[derive(Args)]
@@ -188,6 +220,8 @@ struct CounterexamplesArgs {
     /// Only these variants [default: all].
     #[arg(long, value_parser = parse_variant)]
     variant: Vec<Variant>,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 fn parse_variant(name: &str) -> Result<Variant, String> {
@@ -225,13 +259,18 @@ fn run_replay(args: &ReplayArgs) -> ExitCode {
             return usage_error(format!("{} is not a trace: {error}", args.file.display()));
         }
     };
+    let backend = match args.store.backend("harness_replay") {
+        Ok(backend) => backend,
+        Err(error) => return usage_error(error),
+    };
     println!(
-        "Replaying {} ({} steps) on the implementation, {}",
+        "Replaying {} ({} steps) on the implementation {}, {}",
         args.file.display(),
         trace.steps.len(),
+        backend.describe(),
         describe(&trace.config)
     );
-    match replay_trace(&trace, args.stutter_probes) {
+    match replay_trace_on(&trace, args.stutter_probes, &backend) {
         Ok(replayed) => {
             println!(
                 "the implementation followed all {} steps; every state matched the model's",
@@ -399,11 +438,16 @@ fn run_fuzz(args: &FuzzArgs) -> ExitCode {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_nanos() as u64)
     });
+    let backend = match args.store.backend("harness_fuzz") {
+        Ok(backend) => backend,
+        Err(error) => return usage_error(error),
+    };
     println!(
-        "Fuzzing {} ({} cases of up to {} steps, seed {seed})",
+        "Fuzzing {} ({} cases of up to {} steps, seed {seed}) {}",
         describe(&config),
         args.cases,
-        args.max_steps
+        args.max_steps,
+        backend.describe()
     );
     let outcome = fuzz::run(&fuzz::Options {
         config,
@@ -411,6 +455,7 @@ fn run_fuzz(args: &FuzzArgs) -> ExitCode {
         seed,
         max_steps: args.max_steps,
         stutter_probes: !args.no_stutter_probes,
+        backend,
     });
     println!(
         "ran {} cases ({} steps) in {:.2} s: {:.0} cases/s",
@@ -458,52 +503,80 @@ fn run_counterexamples(args: &CounterexamplesArgs) -> ExitCode {
     } else {
         args.variant.clone()
     };
+    let backend = match args.store.backend("harness_counterexamples") {
+        Ok(backend) => backend,
+        Err(error) => return usage_error(error),
+    };
     println!(
         "Each variant's shortest counterexample (default bounds, BFS, one thread), replayed on \
-         the implementation of that variant, then the same scenario on the reference."
+         the implementation of that variant, then the same scenario on the reference; the \
+         implementation {}.",
+        backend.describe()
     );
     println!(
         "{:<24} {:<30} {:>6}  {:<24} {:<23} {:>9}",
         "variant", "property", "steps", "on the variant", "on the reference", "ref steps"
     );
     let mut all_ok = true;
+    let mut refused = false;
     let mut details = Vec::new();
     for variant in variants {
-        for row in counterexamples::rows(Config::new(variant)) {
+        for row in counterexamples::rows(Config::new(variant), &backend) {
             all_ok &= row.ok();
-            let on_variant = if row.on_variant.ok() {
-                "violated on the variant"
-            } else {
-                "NOT VIOLATED (see below)"
-            };
-            let on_reference = if row.on_reference.ok() {
-                "holds on the reference"
-            } else {
-                "NOT HELD (see below)"
-            };
-            println!(
-                "{:<24} {:<30} {:>6}  {:<24} {:<23} {:>9}",
-                row.variant.name(),
-                format!("{}. {}", row.prop.number(), row.prop.name()),
-                row.length,
-                on_variant,
-                on_reference,
-                row.reference_length
-            );
-            for showing in [&row.on_variant, &row.on_reference] {
-                if let counterexamples::Showing::Not(why) = showing {
-                    details.push(format!("{} / {}:\n{why}", row.variant, row.prop.name()));
-                }
-            }
+            refused |= matches!(row.on_variant, counterexamples::Showing::RefusedByStore(_));
+            print_row(&row, &mut details);
         }
     }
     for detail in details {
         println!("\n{detail}");
     }
     if all_ok {
-        println!("every counterexample is violated on its variant and holds on the reference");
+        println!(
+            "every counterexample is violated on its variant{} and holds on the reference",
+            if refused {
+                " (or refused by the store)"
+            } else {
+                ""
+            }
+        );
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// One row of the counterexamples table; what needs explaining goes to `details`.
+fn print_row(row: &counterexamples::Row, details: &mut Vec<String>) {
+    use counterexamples::Showing;
+    let on_variant = match &row.on_variant {
+        Showing::AsRequired => "violated on the variant",
+        Showing::RefusedByStore(_) => "refused by the store",
+        Showing::Not(_) => "NOT VIOLATED (see below)",
+    };
+    let on_reference = if row.on_reference.ok() {
+        "holds on the reference"
+    } else {
+        "NOT HELD (see below)"
+    };
+    println!(
+        "{:<24} {:<30} {:>6}  {:<24} {:<23} {:>9}",
+        row.variant.name(),
+        format!("{}. {}", row.prop.number(), row.prop.name()),
+        row.length,
+        on_variant,
+        on_reference,
+        row.reference_length
+    );
+    let what = format!("{} / {}", row.variant, row.prop.name());
+    for showing in [&row.on_variant, &row.on_reference] {
+        match showing {
+            Showing::Not(why) => details.push(format!("{what}:\n{why}")),
+            Showing::RefusedByStore(why) => details.push(format!(
+                "{what}: refused by the store, as on PostgreSQL it must be: the replay followed \
+                 the counterexample up to its second active order on one ticket, which the \
+                 schema's one-active-order index refused:\n{why}"
+            )),
+            Showing::AsRequired => {}
+        }
     }
 }

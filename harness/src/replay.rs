@@ -16,6 +16,7 @@ use model::words::describe_step;
 use model::{Action, Config, State, TicketingModel};
 
 use crate::abstraction::observe;
+use crate::backend::Backend;
 use crate::report::{Departure, Divergence, differences};
 use crate::world::World;
 
@@ -34,10 +35,15 @@ pub struct Replay {
 impl Replay {
     /// A fresh model and implementation of `config`, checked to agree on the initial state.
     pub fn new(config: Config) -> Result<Self, Divergence> {
+        Self::on(config, &Backend::Memory)
+    }
+
+    /// [`Replay::new`] with the implementation's stores on `backend`.
+    pub fn on(config: Config, backend: &Backend) -> Result<Self, Divergence> {
         let model = TicketingModel::new(config);
         let state = model.init_states().remove(0);
         let mut replay = Self {
-            world: World::new(&config).map_err(|refusal| Divergence {
+            world: World::on(&config, backend).map_err(|refusal| Divergence {
                 variant: config.variant,
                 actions: Vec::new(),
                 descriptions: Vec::new(),
@@ -216,6 +222,15 @@ pub struct Replayed {
 /// property the trace is a counterexample to on the implementation's final state (before the
 /// probes).
 pub fn replay_trace(trace: &Trace, probes: bool) -> Result<Replayed, TraceError> {
+    replay_trace_on(trace, probes, &Backend::Memory)
+}
+
+/// [`replay_trace`] with the implementation's stores on `backend`.
+pub fn replay_trace_on(
+    trace: &Trace,
+    probes: bool,
+    backend: &Backend,
+) -> Result<Replayed, TraceError> {
     trace.config.validate().map_err(TraceError::Bounds)?;
     let model = TicketingModel::new(trace.config);
     trace.check_against(&model).map_err(TraceError::Model)?;
@@ -226,7 +241,8 @@ pub fn replay_trace(trace: &Trace, probes: bool) -> Result<Replayed, TraceError>
         ),
         None => None,
     };
-    let mut replay = Replay::new(trace.config).map_err(|d| TraceError::Divergence(Box::new(d)))?;
+    let mut replay =
+        Replay::on(trace.config, backend).map_err(|d| TraceError::Divergence(Box::new(d)))?;
     for step in &trace.steps {
         replay
             .step_to(step.action, step.state.clone())
@@ -248,7 +264,16 @@ pub fn replay_trace(trace: &Trace, probes: bool) -> Result<Replayed, TraceError>
 
 /// Replays `actions` from the initial state of `config` (each must be enabled in the model).
 pub fn replay_actions(config: Config, actions: &[Action]) -> Result<Replay, Divergence> {
-    let mut replay = Replay::new(config)?;
+    replay_actions_on(config, actions, &Backend::Memory)
+}
+
+/// [`replay_actions`] with the implementation's stores on `backend`.
+pub fn replay_actions_on(
+    config: Config,
+    actions: &[Action],
+    backend: &Backend,
+) -> Result<Replay, Divergence> {
+    let mut replay = Replay::on(config, backend)?;
     for action in actions {
         replay.step(*action)?;
     }

@@ -1,7 +1,7 @@
 //! The implementation, in process, stepped one model action at a time.
 //!
 //! A [`World`] holds what a running system holds: the tickets service's and the orders
-//! service's [`MemStore`]s, one [`BrokerCore`] with the two queue groups and their members,
+//! service's stores (in memory, or on PostgreSQL: [`crate::backend`]), one [`BrokerCore`] with the two queue groups and their members,
 //! and the tasks in progress: each busy member's listener handling one delivery (the service's
 //! `Listener::handle`, as a member runtime calls it; the queue groups' names and subjects are
 //! the `Listener` impls'), and the HTTP
@@ -25,8 +25,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
-use std::task::{Context, Poll, Waker};
 
+use crate::backend::{Backend, Lease, Store};
+use crate::gate::{Gate, Op, Parked, StepKind, Task};
+use crate::gated::{
+    CorePublisher, GatedHandle, GatedPublisher, GatedStore, Journal, SharedCore, lock_core,
+};
+pub use crate::terms::Refusal;
+use crate::terms::{Ids, model_event, model_price, price_of, title_of};
 use model::state::{Ghost, Group, Member, Service, State, Step};
 use model::{Action, Config};
 use ticketing::bus::broker::{BrokerCore, DuplicateWindow, GroupId, MemberId, Seq, Status};
@@ -38,14 +44,6 @@ use ticketing::services::orders::{self, OrdersService};
 use ticketing::services::relay::relay_batch;
 use ticketing::services::tickets::{self, TicketInput, TicketsService};
 use ticketing::services::{ApiError, ListenerError, Outcome, ServiceConfig};
-use ticketing::store::MemStore;
-
-use crate::gate::{Gate, Op, Parked, StepKind, Task};
-use crate::gated::{
-    CorePublisher, GatedHandle, GatedPublisher, GatedStore, Journal, SharedCore, lock_core,
-};
-pub use crate::terms::Refusal;
-use crate::terms::{Ids, model_event, model_price, price_of, title_of};
 
 mod ghosts;
 
@@ -87,8 +85,8 @@ pub struct World {
     pub(crate) variant: model::Variant,
     service_config: ServiceConfig,
     pub(crate) members: usize,
-    pub(crate) tickets_store: MemStore,
-    pub(crate) orders_store: MemStore,
+    pub(crate) tickets_store: Store,
+    pub(crate) orders_store: Store,
     pub(crate) core: SharedCore,
     /// Indexed by `model::state::Group as usize`.
     pub(crate) groups: [GroupId; 2],
@@ -110,6 +108,9 @@ pub struct World {
     pub(crate) problems: Vec<String>,
     /// The last version seen of every record, to notice one going down.
     versions: HashMap<(&'static str, Id), Version>,
+    /// Hands the stores back to the backend when the world ends: last, so it drops after
+    /// every task that could still write to them.
+    _lease: Option<Lease>,
 }
 
 impl std::fmt::Debug for World {
@@ -156,18 +157,6 @@ pub fn implementation_variant(
     })
 }
 
-/// Polls a future that must be ready at once (a relay round over the memory store).
-fn ready<T>(future: impl std::future::Future<Output = T>) -> Option<T> {
-    let mut future = std::pin::pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => Some(output),
-        Poll::Pending => None,
-    }
-}
-
 /// Where a member's task stops in a step: at the operation the model's next step for it
 /// names, or at an operation the model never merges into another step (a save, a publish,
 /// an ack other than `ack-before-save`'s first), so a task that disagrees with the model
@@ -198,9 +187,17 @@ fn member_stop(target: Member, delivering: bool, acks_first: bool) -> impl Fn(&O
 }
 
 impl World {
-    /// A fresh implementation of `config`'s variant: empty stores, an empty stream, both
-    /// queue groups with `config.members` members each and `config.max_deliver`.
+    /// A fresh implementation of `config`'s variant in memory: empty stores, an empty
+    /// stream, both queue groups with `config.members` members each and `config.max_deliver`.
     pub fn new(config: &Config) -> Result<Self, Refusal> {
+        Self::on(config, &Backend::Memory)
+    }
+
+    /// [`World::new`] with the services' stores on `backend` (fresh ones: empty).
+    pub fn on(config: &Config, backend: &Backend) -> Result<Self, Refusal> {
+        let stores = backend
+            .stores()
+            .map_err(|why| Refusal(format!("the services' stores could not be made: {why}")))?;
         let variant = implementation_variant(config.variant)?;
         let mut core = BrokerCore::new(DuplicateWindow::Unbounded);
         let members = usize::from(config.members);
@@ -223,8 +220,8 @@ impl World {
             variant: config.variant,
             service_config: ServiceConfig::new(variant),
             members,
-            tickets_store: MemStore::new(),
-            orders_store: MemStore::new(),
+            tickets_store: stores.tickets,
+            orders_store: stores.orders,
             core: Arc::new(Mutex::new(core)),
             groups,
             member_ids,
@@ -240,6 +237,7 @@ impl World {
             ghost: Ghost::default(),
             problems: Vec::new(),
             versions: HashMap::new(),
+            _lease: stores.lease,
         })
     }
 
@@ -363,7 +361,10 @@ impl World {
             None => None,
             Some(ticket) => {
                 let id = self.ticket_id(ticket)?;
-                let Some(current) = self.tickets_store.find_now::<Ticket>(id) else {
+                let found = self.tickets_store.find_now::<Ticket>(id).map_err(|error| {
+                    Refusal(format!("ticket {ticket} could not be read: {error}"))
+                })?;
+                let Some(current) = found else {
                     return refuse(format!("ticket {ticket} is not in the tickets store"));
                 };
                 let Some(price) = model_price(current.price).and_then(|p| p.checked_add(1)) else {
@@ -608,7 +609,7 @@ impl World {
                 ("tickets", &self.tickets_store),
                 ("orders", &self.orders_store),
             ] {
-                match ready(relay_batch(store, &publisher, 1024)) {
+                match store.run_now(relay_batch(store, &publisher, 1024)) {
                     Some(Ok(_)) => {}
                     Some(Err(error)) => self
                         .problems
@@ -727,7 +728,7 @@ mod tests {
         world.perform(Action::CreateTicket, &expected).unwrap();
         assert_eq!(world.ids.tickets.len(), 1);
         assert_eq!(lock_core(&world.core).stream_len(), 1);
-        assert!(world.tickets_store.outbox_snapshot().is_empty());
+        assert!(world.tickets_store.outbox_now().unwrap().is_empty());
         assert!(world.problems.is_empty(), "{:?}", world.problems);
     }
 

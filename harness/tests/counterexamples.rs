@@ -3,12 +3,13 @@
 //! ends with the property violated; the same scenario on the reference implementation ends
 //! with it holding.
 
+use harness::backend::Backend;
 use harness::counterexamples::{Showing, rows};
 use model::properties::must_violate;
 use model::{Config, Variant};
 
 fn check(variant: Variant) {
-    let rows = rows(Config::new(variant));
+    let rows = rows(Config::new(variant), &Backend::Memory);
     assert_eq!(
         rows.len(),
         must_violate(variant).groups().len(),
@@ -61,5 +62,5 @@ variant_tests! {
 
 #[test]
 fn the_reference_has_no_counterexample_to_replay() {
-    assert!(rows(Config::new(Variant::Reference)).is_empty());
+    assert!(rows(Config::new(Variant::Reference), &Backend::Memory).is_empty());
 }

@@ -2,6 +2,7 @@
 //! model and the implementation, follow the model; and a case is replayed identically from
 //! its seed.
 
+use harness::backend::Backend;
 use harness::fuzz::{Options, run, run_choices};
 use model::{Config, Variant};
 
@@ -12,6 +13,7 @@ fn fuzz(variant: Variant, cases: u32, seed: u64) {
         seed,
         max_steps: 60,
         stutter_probes: true,
+        backend: Backend::Memory,
     });
     if let Some(failure) = &outcome.failure {
         panic!(
@@ -44,8 +46,8 @@ fn every_variant_follows_its_model_on_generated_sequences() {
 fn the_same_choices_take_the_same_path() {
     let config = Config::new(Variant::Reference);
     let choices: Vec<u16> = (0..40).map(|i| (i * 7919 % 65_521) as u16).collect();
-    let first = run_choices(config, &choices, true).unwrap();
-    let second = run_choices(config, &choices, true).unwrap();
+    let first = run_choices(config, &choices, true, &Backend::Memory).unwrap();
+    let second = run_choices(config, &choices, true, &Backend::Memory).unwrap();
     assert_eq!(first, second);
     assert!(first > 10);
 }

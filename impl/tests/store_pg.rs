@@ -385,3 +385,41 @@ async fn an_outbox_row_that_does_not_decode_is_quarantined_and_the_relay_goes_on
     let reopened = PgStore::connect(database.url(), "tickets").await.unwrap();
     assert_eq!(reopened.quarantined().await.unwrap(), quarantined);
 }
+
+/// `clear` (the harness's fresh worlds reuse a schema) leaves the store empty: no record, no
+/// outbox entry, no reservation count; and the store works as new afterwards.
+#[tokio::test]
+async fn a_cleared_store_is_empty_and_works_as_new() {
+    let test = "a_cleared_store_is_empty_and_works_as_new";
+    let Some((store, _database)) = pg_store(test, "orders").await else {
+        return;
+    };
+    let created = Event::TicketCreated(ticketing::events::TicketCreated {
+        id: id(1),
+        version: 0,
+        title: "concert 1".into(),
+        price: price(100),
+        user_id: ticketing::records::UserId::new("owner"),
+    });
+    store.insert(ticket(1, 100), Some(created)).await.unwrap();
+    store
+        .reserve(order(2, 1), price(100), ReservationCheck::Atomic, true)
+        .await
+        .unwrap();
+    assert_eq!(store.pending(10).await.unwrap().len(), 2);
+    store.clear().await.unwrap();
+    let found = VersionedStore::<Ticket>::find_by_id(&store, id(1)).await;
+    assert_eq!(found.unwrap(), None);
+    let reserved = VersionedStore::<ticketing::records::Order>::find_by_id(&store, id(2)).await;
+    assert_eq!(reserved.unwrap(), None);
+    assert_eq!(store.reservation_count(id(1)).await.unwrap(), 0);
+    assert!(store.pending(10).await.unwrap().is_empty());
+    let (_, event) = store
+        .reserve(order(3, 1), price(100), ReservationCheck::Atomic, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        event.reservation, 1,
+        "the reservation numbering starts again"
+    );
+}

@@ -9,7 +9,9 @@
 
 use model::state::{MAX_TICKETS, MAX_VERSIONS};
 use ticketing::events::Event;
-use ticketing::records::{Ticket, TicketReplica};
+use ticketing::id::Id;
+use ticketing::records::{Order, Ticket, TicketReplica, Version};
+use ticketing::store::StoreError;
 
 use crate::gated::Written;
 use crate::terms::model_price;
@@ -132,19 +134,27 @@ impl World {
     /// Version monotonicity as observed between steps, over every record of both stores.
     pub(super) fn notice_regressions(&mut self) {
         let mut seen = Vec::new();
+        let mut failed = Vec::new();
+        let mut note =
+            |key: (&'static str, Id), found: Result<Option<Version>, StoreError>| match found {
+                Ok(Some(version)) => seen.push((key, version)),
+                Ok(None) => {}
+                Err(error) => failed.push(format!("reading {} {}: {error}", key.0, key.1)),
+            };
         for id in &self.ids.tickets {
-            if let Some(ticket) = self.tickets_store.find_now::<Ticket>(*id) {
-                seen.push((("ticket", *id), ticket.version));
-            }
-            if let Some(replica) = self.orders_store.find_now::<TicketReplica>(*id) {
-                seen.push((("ticket replica", *id), replica.version));
-            }
+            let ticket = self.tickets_store.find_now::<Ticket>(*id);
+            note(("ticket", *id), ticket.map(|t| t.map(|t| t.version)));
+            let replica = self.orders_store.find_now::<TicketReplica>(*id);
+            note(
+                ("ticket replica", *id),
+                replica.map(|r| r.map(|r| r.version)),
+            );
         }
         for id in &self.ids.orders {
-            if let Some(order) = self.orders_store.find_order_now(*id) {
-                seen.push((("order", *id), order.version));
-            }
+            let order = self.orders_store.find_now::<Order>(*id);
+            note(("order", *id), order.map(|o| o.map(|o| o.version)));
         }
+        self.problems.extend(failed);
         for (key, version) in seen {
             if let Some(before) = self.versions.insert(key, version)
                 && version < before

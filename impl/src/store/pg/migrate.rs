@@ -10,6 +10,8 @@ use deadpool_postgres::Object;
 
 use super::PgStore;
 use super::errors::Doing;
+#[cfg(feature = "testkit")]
+use super::sql::CLEAR_STORE;
 use super::sql::{
     APPLIED_MIGRATIONS, APPLIED_MIGRATIONS_IN_ORDER, LOCK_MIGRATIONS, RECORD_MIGRATION,
     create_schema,
@@ -96,5 +98,19 @@ impl PgStore {
                 .map_err(failed)?;
         }
         transaction.commit().await.map_err(failed)
+    }
+
+    /// Deletes everything this store holds (records, outbox, quarantine, reservation counts),
+    /// in one transaction: an empty store again, in its schema as migrated. For tools that
+    /// need many fresh stores (the harness's worlds): a new schema costs its migrations, this
+    /// a few deletes. Test-only (feature `testkit`).
+    #[cfg(feature = "testkit")]
+    pub async fn clear(&self) -> Result<(), StoreError> {
+        let doing = Doing::all("clear", "store");
+        let client = self.client(doing).await?;
+        client
+            .batch_execute(CLEAR_STORE)
+            .await
+            .map_err(|error| self.failed(doing, error))
     }
 }

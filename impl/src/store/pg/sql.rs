@@ -303,6 +303,13 @@ pub(super) fn listen(channel: &str) -> String {
     format!("LISTEN \"{channel}\"")
 }
 
+/// Every row of every table of the schema, in one transaction: `PgStore::clear` (feature
+/// `testkit`).
+#[cfg(feature = "testkit")]
+pub(super) const CLEAR_STORE: &str = "BEGIN; DELETE FROM tickets; DELETE FROM ticket_replicas; \
+    DELETE FROM orders; DELETE FROM ticket_reservations; DELETE FROM outbox; \
+    DELETE FROM outbox_quarantine; COMMIT;";
+
 #[cfg(test)]
 mod tests {
     use super::*;
