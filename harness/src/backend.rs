@@ -35,6 +35,7 @@ use ticketing::store::{
     ReservationCheck, StoreError, VersionedStore,
 };
 use ticketing::testkit::FreshDatabase;
+use ticketing::variant::Variant;
 use tokio::runtime::Runtime;
 
 /// The backend every world of a run is built on.
@@ -65,15 +66,17 @@ impl Backend {
         })))
     }
 
-    /// The stores of a new world, empty, for as long as the [`Stores`] is kept.
-    pub fn stores(&self) -> Result<Stores, String> {
+    /// The stores of a new world of `variant`, empty, for as long as the [`Stores`] is kept.
+    /// On PostgreSQL, a variant without the atomic reservation gets an orders schema without
+    /// its backstop against a second active order ([`PgStore::set_reservation_backstop`]).
+    pub fn stores(&self, variant: Variant) -> Result<Stores, String> {
         match self {
             Backend::Memory => Ok(Stores {
                 tickets: Store::Memory(MemStore::new()),
                 orders: Store::Memory(MemStore::new()),
                 lease: None,
             }),
-            Backend::Postgres(run) => run.stores(),
+            Backend::Postgres(run) => run.stores(variant),
         }
     }
 
@@ -144,8 +147,9 @@ impl fmt::Debug for Postgres {
 }
 
 impl Postgres {
-    /// An idle pair emptied, or a new pair.
-    fn stores(self: &Arc<Self>) -> Result<Stores, String> {
+    /// An idle pair emptied, or a new pair; the orders schema with the reservation backstop
+    /// only if `variant` reserves atomically (a pair is reused across variants).
+    fn stores(self: &Arc<Self>, variant: Variant) -> Result<Stores, String> {
         let idle = crate::lock::locked(&self.idle).pop();
         let (tickets, orders) = match idle {
             Some((tickets, orders)) => {
@@ -164,6 +168,9 @@ impl Postgres {
                 )
             }
         };
+        self.runtime
+            .block_on(orders.set_reservation_backstop(variant.reserves_atomically()))
+            .map_err(|error| error.to_string())?;
         let store = |store: &PgStore| Store::Postgres {
             store: store.clone(),
             run: Arc::clone(self),

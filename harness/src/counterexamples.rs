@@ -18,13 +18,10 @@
 //! expiries land on busy members rather than being skipped.
 //!
 //! Every replay runs on a fresh implementation on the run's [`Backend`] (in memory, or a fresh
-//! pair of PostgreSQL schemas). One verdict depends on the backend, by design: PostgreSQL's
-//! schema allows one active order per ticket (the partial unique index
-//! `orders_one_active_per_ticket`, the backstop under any application check), so the second
-//! active order of a non-atomic reservation (`racy-reserve`, `course`) is refused by the
-//! store there, and property 3 cannot be violated. On PostgreSQL that row is
-//! [`Showing::RefusedByStore`] when the replay follows the counterexample up to exactly that
-//! insert and the store refuses exactly it; anything else is still a failure.
+//! pair of PostgreSQL schemas), and the verdicts do not depend on it. On PostgreSQL a world of
+//! a variant without the atomic reservation (`racy-reserve`, `course`) has no backstop index
+//! against a second active order (the backend removes it for that world: the variant is the
+//! design without the atomic reservation), so property 3 is violated there as in memory.
 //!
 //! The invariant: a row passes only if both replays followed their model step for step.
 
@@ -32,20 +29,15 @@ use model::properties::{Prop, must_violate};
 use model::run::{RunOptions, Strategy, check};
 use model::trace::Trace;
 use model::{Action, Config, State, TicketingModel, Variant};
-use ticketing::services::error::TICKET_ALREADY_RESERVED;
 
 use crate::backend::Backend;
 use crate::replay::{Replay, TraceError, replay_trace_on};
-use crate::report::{Departure, Divergence};
 
 /// What one replay showed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Showing {
     /// As required.
     AsRequired,
-    /// On PostgreSQL, a non-atomic reservation's counterexample to property 3 stopped where
-    /// the store refused the second active order (see the module docs): the report.
-    RefusedByStore(String),
     /// Not as required, and why (a divergence report, or the property's verdict).
     Not(String),
 }
@@ -53,20 +45,8 @@ pub enum Showing {
 impl Showing {
     /// Whether it is as required (on its backend).
     pub fn ok(&self) -> bool {
-        matches!(self, Showing::AsRequired | Showing::RefusedByStore(_))
+        matches!(self, Showing::AsRequired)
     }
-}
-
-/// Whether `divergence` is PostgreSQL's one-active-order index refusing the second active
-/// order of a counterexample to property 3: the last step of the replay (the ones before it
-/// followed the model) is a racy request's insert, and the request failed as a reserved
-/// ticket's.
-fn refused_by_store(backend: &Backend, prop: Prop, divergence: &Divergence) -> bool {
-    matches!(backend, Backend::Postgres(_))
-        && prop == Prop::SingleReservation
-        && matches!(divergence.actions.last(), Some(Action::InsertOrder { .. }))
-        && matches!(&divergence.departure, Departure::Refused { reason }
-            if reason.ends_with(&format!("failed: {TICKET_ALREADY_RESERVED}")))
 }
 
 /// One row of the table: one variant, one property it must violate.
@@ -156,9 +136,6 @@ pub fn row(config: Config, prop: Prop, trace: &Trace, backend: &Backend) -> Row 
                 prop.name()
             )),
         },
-        Err(TraceError::Divergence(divergence)) if refused_by_store(backend, prop, &divergence) => {
-            Showing::RefusedByStore(divergence.render())
-        }
         Err(TraceError::Divergence(divergence)) => Showing::Not(divergence.render()),
         Err(other) => Showing::Not(other.to_string()),
     };

@@ -195,10 +195,10 @@ impl World {
 
     /// [`World::new`] with the services' stores on `backend` (fresh ones: empty).
     pub fn on(config: &Config, backend: &Backend) -> Result<Self, Refusal> {
-        let stores = backend
-            .stores()
-            .map_err(|why| Refusal(format!("the services' stores could not be made: {why}")))?;
         let variant = implementation_variant(config.variant)?;
+        let stores = backend
+            .stores(variant)
+            .map_err(|why| Refusal(format!("the services' stores could not be made: {why}")))?;
         let mut core = BrokerCore::new(DuplicateWindow::Unbounded);
         let members = usize::from(config.members);
         let mut groups = Vec::new();

@@ -423,3 +423,38 @@ async fn a_cleared_store_is_empty_and_works_as_new() {
         "the reservation numbering starts again"
     );
 }
+
+/// The reservation backstop switch (the harness's worlds of `racy-reserve` and `course`):
+/// without the index an unchecked second reservation of a ticket goes through, as the variant
+/// requires; with it restored (the same schema reused for another variant, emptied first) the
+/// second is refused again.
+#[tokio::test]
+async fn the_reservation_backstop_can_be_removed_and_restored() {
+    let test = "the_reservation_backstop_can_be_removed_and_restored";
+    let Some((store, _database)) = pg_store(test, "orders").await else {
+        return;
+    };
+    let unchecked = ReservationCheck::Unchecked;
+    store.set_reservation_backstop(false).await.unwrap();
+    store.set_reservation_backstop(false).await.unwrap();
+    for n in [2, 3] {
+        store
+            .reserve(order(n, 1), price(100), unchecked, false)
+            .await
+            .expect("without the backstop, nothing refuses an unchecked reservation");
+    }
+    store.clear().await.unwrap();
+    store.set_reservation_backstop(true).await.unwrap();
+    store.set_reservation_backstop(true).await.unwrap();
+    store
+        .reserve(order(4, 1), price(100), unchecked, false)
+        .await
+        .unwrap();
+    let second = store
+        .reserve(order(5, 1), price(100), unchecked, false)
+        .await;
+    assert!(
+        matches!(second, Err(StoreError::TicketReserved { ticket_id, .. }) if ticket_id == id(1)),
+        "the restored backstop let a second active order in: {second:?}"
+    );
+}

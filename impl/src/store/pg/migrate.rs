@@ -10,12 +10,12 @@ use deadpool_postgres::Object;
 
 use super::PgStore;
 use super::errors::Doing;
-#[cfg(feature = "testkit")]
-use super::sql::CLEAR_STORE;
 use super::sql::{
     APPLIED_MIGRATIONS, APPLIED_MIGRATIONS_IN_ORDER, LOCK_MIGRATIONS, RECORD_MIGRATION,
     create_schema,
 };
+#[cfg(feature = "testkit")]
+use super::sql::{CLEAR_STORE, DROP_RESERVATION_BACKSTOP, RESTORE_RESERVATION_BACKSTOP};
 use crate::store::StoreError;
 
 /// One schema migration, embedded from `impl/migrations/`.
@@ -110,6 +110,27 @@ impl PgStore {
         let client = self.client(doing).await?;
         client
             .batch_execute(CLEAR_STORE)
+            .await
+            .map_err(|error| self.failed(doing, error))
+    }
+
+    /// Removes (`false`) or restores (`true`) the schema's backstop against a second active
+    /// order on a ticket, the partial unique index `orders_one_active_per_ticket`. A replay of
+    /// a variant without the atomic reservation (`racy-reserve`, `course`) removes it: the
+    /// index is that design element's second line, and the variant is the design without it.
+    /// `ticketing serve` never calls this; its schema always has the index. Test-only
+    /// (feature `testkit`).
+    #[cfg(feature = "testkit")]
+    pub async fn set_reservation_backstop(&self, on: bool) -> Result<(), StoreError> {
+        let doing = Doing::all("set the reservation backstop of", "store");
+        let client = self.client(doing).await?;
+        let sql = if on {
+            RESTORE_RESERVATION_BACKSTOP
+        } else {
+            DROP_RESERVATION_BACKSTOP
+        };
+        client
+            .batch_execute(sql)
             .await
             .map_err(|error| self.failed(doing, error))
     }

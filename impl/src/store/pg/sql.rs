@@ -303,6 +303,16 @@ pub(super) fn listen(channel: &str) -> String {
     format!("LISTEN \"{channel}\"")
 }
 
+/// Removes the one-active-order backstop (test-only: [`super::PgStore::set_reservation_backstop`]).
+#[cfg(feature = "testkit")]
+pub(super) const DROP_RESERVATION_BACKSTOP: &str =
+    "DROP INDEX IF EXISTS orders_one_active_per_ticket";
+
+/// Restores it, as migration 0002 made it.
+#[cfg(feature = "testkit")]
+pub(super) const RESTORE_RESERVATION_BACKSTOP: &str = "CREATE UNIQUE INDEX IF NOT EXISTS \
+    orders_one_active_per_ticket ON orders (ticket_id) WHERE status <> 'cancelled'";
+
 /// Every row of every table of the schema, in one transaction: `PgStore::clear` (feature
 /// `testkit`).
 #[cfg(feature = "testkit")]
