@@ -104,7 +104,9 @@ fn without_the_partial_order_reduction_every_interleaving_is_replayed() {
 #[test]
 fn every_variant_follows_its_model_on_every_transition() {
     for variant in &Variant::ALL[1..] {
-        assert_follows(&options(small(*variant, 2, 1, 1, 0)));
+        // The course's racy, outbox-less design has many more interleavings per edit.
+        let updates = u8::from(*variant != Variant::Course);
+        assert_follows(&options(small(*variant, 2, updates, 0, 0)));
     }
 }
 

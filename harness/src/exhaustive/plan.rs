@@ -239,8 +239,8 @@ fn in_pre_order(starts: &[u32], targets: &[u32], parents: &[Option<(u32, u32)>])
             size[parent as usize] += size[pre];
         }
     }
-    for pre in 0..nodes {
-        plan.ends[pre] = pre as u32 + size[pre];
+    for (pre, (end, size)) in plan.ends.iter_mut().zip(size).enumerate() {
+        *end = pre as u32 + size;
     }
     plan
 }
