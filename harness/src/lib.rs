@@ -23,8 +23,9 @@
 //!   state.
 //! - [`report`]: divergence reports (the differing fields side by side, and the path).
 //! - [`replay`]: model and implementation stepped together; replaying a JSON trace.
-//! - [`exhaustive`]: `harness exhaustive`: walks taking every transition of a bounded model
-//!   run, each replayed on a fresh implementation and ended with stutter probes.
+//! - [`exhaustive`]: `harness exhaustive`: every transition of a bounded model run (reduced
+//!   as the checker reduces it), replayed by worker processes that fork at every state, with
+//!   stutter probes at every state.
 //! - [`fuzz`]: `harness fuzz`: proptest-generated action sequences, shrunk on divergence.
 //! - [`counterexamples`]: `harness counterexamples`: every variant's counterexample violates
 //!   its property on the implementation, and the same scenario holds on the reference.

@@ -31,9 +31,13 @@ enum Command {
     /// Replay a JSON trace (`model check --trace-out`) on the implementation of its variant,
     /// comparing states after every step; a counterexample must be violated there too.
     Replay(ReplayArgs),
-    /// Replay walks taking every transition of a bounded model run (or, with `--coverage`,
-    /// the shortest path to every state, or every maximal path), each on a fresh implementation.
+    /// Replay every transition of a bounded model run (or, with `--coverage`, the shortest
+    /// path to every state, or every maximal path) on the implementation, forking at each
+    /// state, with stutter probes at every state.
     Exhaustive(ExhaustiveArgs),
+    /// One replay worker of `exhaustive` (started by it; reads its plan on stdin).
+    #[command(hide = true)]
+    ExhaustiveWorker,
     /// Replay proptest-generated action sequences; shrink and print a diverging one.
     Fuzz(FuzzArgs),
     /// For every variant: its counterexample is violated on its implementation, and the same
@@ -166,26 +170,37 @@ struct ReplayArgs {
 struct ExhaustiveArgs {
     #[command(flatten)]
     bounds: Bounds,
-    /// Most paths replayed.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Most paths replayed (`all-paths`), or most states whose transitions are replayed.
+    #[arg(long, default_value_t = usize::MAX)]
     max_paths: usize,
-    /// Which paths: walks taking every transition of the model run, the shortest path to
-    /// every state, or every maximal path (up to --max-paths).
+    /// Which paths: every transition of the model run, the shortest path to every state, or
+    /// every maximal path from the initial state (up to --max-paths).
     #[arg(long, value_enum, default_value = "transitions")]
     coverage: exhaustive::Coverage,
-    /// Replay threads [default: the number of cores].
+    /// Replay worker processes [default: the number of cores].
     #[arg(long)]
     threads: Option<usize>,
-    /// Most states the exploration holds in memory (about a kilobyte each).
+    /// Most states the exploration holds in memory.
     #[arg(long, default_value_t = exhaustive::MAX_STATES)]
     max_states: usize,
     /// On divergence, write the shortest diverging path as a JSON trace here.
     #[arg(long)]
     trace_out: Option<PathBuf>,
-    /// Do not end each path with stutter probes (deliveries the model leaves out because
-    /// they would only say "not yet", made anyway to check they change nothing else).
+    /// Do not make stutter probes (deliveries the model leaves out because they would only
+    /// say "not yet", made anyway to check they change nothing else).
     #[arg(long)]
     no_stutter_probes: bool,
+    /// Replay every interleaving, not only the partial-order reduction's ample sets (the
+    /// checker's proofs use the reduction).
+    #[arg(long)]
+    no_partial_order: bool,
+    /// Hold this variant's implementation to the model of --variant (each variant is a
+    /// seeded bug of the reference).
+    #[arg(long, value_parser = parse_variant)]
+    implementation: Option<Variant>,
+    /// Do not run the model checker at the same bounds for its states per second.
+    #[arg(long)]
+    no_check_rate: bool,
     /// Exit 0 even when --max-paths cut the run short (by default a partial run fails: it
     /// replays less than the model holds).
     #[arg(long)]
@@ -232,6 +247,13 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Replay(args) => run_replay(&args),
         Command::Exhaustive(args) => run_exhaustive(&args),
+        Command::ExhaustiveWorker => match exhaustive::worker::serve() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: exhaustive-worker: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Fuzz(args) => run_fuzz(&args),
         Command::Counterexamples(args) => run_counterexamples(&args),
         Command::Soak(args) => harness::soak::run(args),
@@ -317,42 +339,80 @@ fn run_exhaustive(args: &ExhaustiveArgs) -> ExitCode {
         Ok(config) => config,
         Err(error) => return usage_error(error),
     };
+    let worker = match std::env::current_exe() {
+        Ok(worker) => worker,
+        Err(error) => return usage_error(format!("cannot find the harness executable: {error}")),
+    };
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let implementation = args.implementation.unwrap_or(config.variant);
     println!(
-        "Exhaustive replay of {} ({}, {threads} thread{})",
+        "Exhaustive replay of {} ({}, {threads} worker{}{}{})",
         describe(&config),
         match args.coverage {
-            exhaustive::Coverage::Transitions => "walks taking every transition",
+            exhaustive::Coverage::Transitions => "every transition",
             exhaustive::Coverage::States => "the shortest path to every state",
             exhaustive::Coverage::AllPaths => "every maximal path",
         },
-        if threads == 1 { "" } else { "s" }
+        if threads == 1 { "" } else { "s" },
+        if args.no_partial_order {
+            ", no partial-order reduction"
+        } else {
+            ""
+        },
+        if implementation == config.variant {
+            String::new()
+        } else {
+            format!(", on the implementation of {implementation}")
+        },
     );
-    let outcome = match exhaustive::run(&exhaustive::Options {
+    let options = exhaustive::Options {
         config,
+        implementation,
         max_paths: args.max_paths,
         coverage: args.coverage,
         threads,
         stutter_probes: !args.no_stutter_probes,
+        partial_order: !args.no_partial_order,
         max_states: args.max_states,
-    }) {
+        worker,
+    };
+    let outcome = match exhaustive::run(&options) {
         Ok(outcome) => outcome,
-        Err(too_many) => return usage_error(too_many),
+        Err(exhaustive::RunError::TooManyStates(too_many)) => return usage_error(too_many),
+        Err(error) => {
+            println!("{error}");
+            return ExitCode::FAILURE;
+        }
     };
     print_exploration(&outcome, args.coverage);
     print_replay(&outcome);
+    if !args.no_check_rate && args.coverage != exhaustive::Coverage::AllPaths {
+        print_check_rate(&outcome, &options);
+    }
+    verdict(args, config, &outcome)
+}
+
+/// The exit status, and the last lines saying why.
+fn verdict(args: &ExhaustiveArgs, config: Config, outcome: &exhaustive::Outcome) -> ExitCode {
+    for problem in &outcome.problems {
+        println!("problem: {problem}");
+    }
     match &outcome.divergence {
         Some(divergence) => {
             println!(
-                "{} of {} paths diverged; the shortest:",
-                outcome.diverging_paths, outcome.paths
+                "{} of the replayed steps diverged; the shortest path to one:",
+                outcome.diverging_paths
             );
             print!("{}", divergence.render());
             if let Some(file) = &args.trace_out {
                 write_divergence(config, divergence, file);
             }
+            ExitCode::FAILURE
+        }
+        None if !outcome.problems.is_empty() => {
+            println!("the replay did not complete: see the problems above");
             ExitCode::FAILURE
         }
         // A cut-short run proves less than its header claims: it fails unless the user asked
@@ -365,7 +425,7 @@ fn run_exhaustive(args: &ExhaustiveArgs) -> ExitCode {
             ExitCode::FAILURE
         }
         None => {
-            println!("no divergence: the implementation followed the model on every path");
+            println!("no divergence: the implementation followed the model on every step");
             ExitCode::SUCCESS
         }
     }
@@ -374,19 +434,12 @@ fn run_exhaustive(args: &ExhaustiveArgs) -> ExitCode {
 /// What the model exploration found: its size and the paths that cover it.
 fn print_exploration(outcome: &exhaustive::Outcome, coverage: exhaustive::Coverage) {
     match coverage {
-        exhaustive::Coverage::Transitions => println!(
-            "model: {} unique states, {} transitions, explored in {:.2} s; {} walks take every \
-             transition",
+        exhaustive::Coverage::Transitions | exhaustive::Coverage::States => println!(
+            "model: {} unique states, {} transitions (symmetry-reduced, as the checker \
+             counts them), explored in {:.2} s",
             outcome.unique_states,
             outcome.transitions.unwrap_or(0),
             outcome.exploring.as_secs_f64(),
-            outcome.available_paths,
-        ),
-        exhaustive::Coverage::States => println!(
-            "model: {} unique states explored in {:.2} s; {} paths reach every one of them",
-            outcome.unique_states,
-            outcome.exploring.as_secs_f64(),
-            outcome.available_paths,
         ),
         exhaustive::Coverage::AllPaths => println!(
             "model: {}{} maximal paths enumerated in {:.2} s",
@@ -399,20 +452,47 @@ fn print_exploration(outcome: &exhaustive::Outcome, coverage: exhaustive::Covera
 
 /// How much of it was replayed on the implementation, and how fast.
 fn print_replay(outcome: &exhaustive::Outcome) {
+    let cut = if outcome.truncated {
+        " (cut at --max-paths: the coverage is incomplete)"
+    } else {
+        ""
+    };
+    let seconds = outcome.replaying.as_secs_f64().max(1e-9);
+    if outcome.transitions.is_none() {
+        println!(
+            "replayed {} paths ({} steps, {} of them stutter probes) in {seconds:.2} s: {:.0} \
+             steps/s{cut}",
+            outcome.paths,
+            outcome.steps + outcome.probes,
+            outcome.probes,
+            outcome.steps_per_second(),
+        );
+        return;
+    }
     println!(
-        "replayed {} paths ({} steps, {} of them stutter probes) in {:.2} s: {:.0} paths/s, \
-         {:.0} steps/s{}",
-        outcome.paths,
+        "replayed {} transitions and {} stutter probes, reaching {} states, in {seconds:.2} s: \
+         {:.0} transitions/s, {} forks ({:.0}/s){cut}",
         outcome.steps,
         outcome.probes,
-        outcome.replaying.as_secs_f64(),
-        outcome.paths_per_second(),
-        outcome.steps as f64 / outcome.replaying.as_secs_f64().max(1e-9),
-        if outcome.truncated {
-            " (cut at --max-paths: the coverage is incomplete)"
-        } else {
-            ""
-        }
+        outcome.paths,
+        outcome.steps_per_second(),
+        outcome.forks,
+        outcome.forks as f64 / seconds,
+    );
+}
+
+/// The checker's states per second at the same bounds, beside the replay's transitions per
+/// second.
+fn print_check_rate(outcome: &exhaustive::Outcome, options: &exhaustive::Options) {
+    let (states, elapsed) =
+        exhaustive::checker_rate(options.config, options.threads, options.partial_order);
+    let rate = states as f64 / elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "check at the same bounds and reductions ({} threads): {states} states in {:.2} s, \
+         {rate:.0} states/s; replayed transitions/s over check's states/s: {:.3}x",
+        options.threads,
+        elapsed.as_secs_f64(),
+        outcome.steps_per_second() / rate.max(1e-9),
     );
 }
 

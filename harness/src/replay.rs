@@ -13,7 +13,7 @@ use model::properties::Prop;
 use model::state::{MAX_MEMBERS, Member, Status};
 use model::trace::Trace;
 use model::words::describe_step;
-use model::{Action, Config, State, TicketingModel};
+use model::{Action, Config, State, TicketingModel, Variant};
 
 use crate::abstraction::observe;
 use crate::backend::Backend;
@@ -29,21 +29,44 @@ pub struct Replay {
     observed: State,
     actions: Vec<Action>,
     descriptions: Vec<String>,
+    /// Whether steps are described in words (for a report); see [`Replay::quiet`].
+    describing: bool,
     probes: usize,
 }
 
 impl Replay {
     /// A fresh model and implementation of `config`, checked to agree on the initial state.
     pub fn new(config: Config) -> Result<Self, Divergence> {
-        Self::on(config, &Backend::Memory)
+        Self::build(config, config.variant, &Backend::Memory)
     }
 
     /// [`Replay::new`] with the implementation's stores on `backend`.
     pub fn on(config: Config, backend: &Backend) -> Result<Self, Divergence> {
+        Self::build(config, config.variant, backend)
+    }
+
+    /// The model of `config` held against the implementation of another variant (each
+    /// variant is a seeded bug of the reference: this is how the harness's own tests show a
+    /// mode catches one), checked to agree on the initial state.
+    pub fn against(config: Config, implementation: Variant) -> Result<Self, Divergence> {
+        Self::build(config, implementation, &Backend::Memory)
+    }
+
+    /// The model of `config` and the implementation of `implementation` on `backend`,
+    /// checked to agree on the initial state.
+    fn build(
+        config: Config,
+        implementation: Variant,
+        backend: &Backend,
+    ) -> Result<Self, Divergence> {
         let model = TicketingModel::new(config);
         let state = model.init_states().remove(0);
+        let built = Config {
+            variant: implementation,
+            ..config
+        };
         let mut replay = Self {
-            world: World::on(&config, backend).map_err(|refusal| Divergence {
+            world: World::on(&built, backend).map_err(|refusal| Divergence {
                 variant: config.variant,
                 actions: Vec::new(),
                 descriptions: Vec::new(),
@@ -55,10 +78,19 @@ impl Replay {
             state,
             actions: Vec::new(),
             descriptions: Vec::new(),
+            describing: true,
             probes: 0,
         };
         replay.compare(replay.state.clone())?;
         Ok(replay)
+    }
+
+    /// Stops describing steps in words: a divergence then reports the path without its
+    /// descriptions. For replays that only need a verdict (the forking replay's workers,
+    /// whose divergences are replayed again, described, from the initial state).
+    pub fn quiet(mut self) -> Self {
+        self.describing = false;
+        self
     }
 
     /// The model replayed.
@@ -94,8 +126,10 @@ impl Replay {
             Some(expected) => self.step_to(action, expected),
             None => {
                 self.actions.push(action);
-                self.descriptions
-                    .push(model::words::describe_action(&action));
+                if self.describing {
+                    self.descriptions
+                        .push(model::words::describe_action(&action));
+                }
                 Err(self.divergence(Departure::NotInModel))
             }
         }
@@ -104,8 +138,10 @@ impl Replay {
     /// Takes `action` in the implementation, expecting the model's state `expected` after it
     /// (as a trace records it), and compares.
     pub fn step_to(&mut self, action: Action, expected: State) -> Result<(), Divergence> {
-        self.descriptions
-            .push(describe_step(&self.state, &action, &expected));
+        if self.describing {
+            self.descriptions
+                .push(describe_step(&self.state, &action, &expected));
+        }
         self.actions.push(action);
         if let Err(refusal) = self.world.perform(action, &expected) {
             return Err(self.divergence(Departure::Refused { reason: refusal.0 }));
@@ -113,54 +149,86 @@ impl Replay {
         self.compare(expected)
     }
 
-    /// Stutter probes: the model leaves out a delivery whose only effect would be "not yet"
-    /// (SPEC.md section 3); the implementation's counterpart is a delivery that naks with a
-    /// delay. For every pending message the model does not let an idle member take, deliver
-    /// it anyway and check that the listener changes nothing but the message's delivery
-    /// count (dead-lettering it if that was its last allowed delivery). Each probe spends a
-    /// delivery the model never counts, so probes end a replay: call this last. Returns the
-    /// number of probes.
-    pub fn probe_stutters(&mut self) -> Result<usize, Divergence> {
-        let mut probed = 0;
-        let max_deliver = self.model.config.max_deliver;
+    /// The stutter probes of the current state: the model leaves out a delivery whose only
+    /// effect would be "not yet" (SPEC.md section 3); the implementation's counterpart is a
+    /// delivery that naks with a delay. Every pending message the model does not let an idle
+    /// member take, offered to every idle member of its group, is a probe ([`Replay::probe`]).
+    pub fn stutter_probes(&self) -> Vec<Action> {
         let members = usize::from(self.model.config.members).min(MAX_MEMBERS);
-        let enabled = self.enabled();
-        let messages = self.state.messages;
-        for (index, message) in messages.as_slice().iter().enumerate() {
+        let mut probes = Vec::new();
+        for (index, message) in self.state.messages.as_slice().iter().enumerate() {
             if message.status != Status::Pending {
                 continue;
             }
             let group = message.event.group();
-            let Some(member) =
-                (0..members).find(|m| self.state.group_members(group)[*m] == Member::Idle)
-            else {
-                continue;
-            };
-            let action = Action::Deliver {
-                group,
-                member: member as u8,
-                message: index as u8,
-            };
-            if enabled.contains(&action) {
-                continue;
+            for member in 0..members {
+                if self.state.group_members(group)[member] != Member::Idle {
+                    continue;
+                }
+                let action = Action::Deliver {
+                    group,
+                    member: member as u8,
+                    message: index as u8,
+                };
+                if self.model.step(&self.state, action).is_none() {
+                    probes.push(action);
+                }
             }
-            let mut expected = self.state.clone();
-            let probed_message = &mut expected.messages.as_mut_slice()[index];
-            probed_message.deliveries += 1;
-            if probed_message.deliveries >= max_deliver {
-                probed_message.status = Status::Dead;
-            }
-            expected.forget_the_irrelevant();
+        }
+        probes
+    }
+
+    /// Makes one stutter probe (one of [`Replay::stutter_probes`]): delivers the message
+    /// anyway and checks that the listener changes nothing but its delivery count
+    /// (dead-lettering it if that was its last allowed delivery). A probe spends a delivery
+    /// the model never counts, so a replay ends with its probes (the forking replay makes
+    /// each in a process of its own).
+    pub fn probe(&mut self, action: Action) -> Result<(), Divergence> {
+        let Action::Deliver { message, .. } = action else {
+            return Err(self.divergence(Departure::NotInModel));
+        };
+        let mut expected = self.state.clone();
+        let Some(probed) = expected
+            .messages
+            .as_mut_slice()
+            .get_mut(usize::from(message))
+        else {
+            return Err(self.divergence(Departure::NotInModel));
+        };
+        probed.deliveries += 1;
+        if probed.deliveries >= self.model.config.max_deliver {
+            probed.status = Status::Dead;
+        }
+        expected.forget_the_irrelevant();
+        if self.describing {
             self.descriptions.push(format!(
                 "stutter probe: {} (not applicable yet: the model leaves this delivery out)",
                 model::words::describe_action(&action)
             ));
-            self.actions.push(action);
-            self.probes += 1;
-            if let Err(refusal) = self.world.perform(action, &expected) {
-                return Err(self.divergence(Departure::Refused { reason: refusal.0 }));
+        }
+        self.actions.push(action);
+        self.probes += 1;
+        if let Err(refusal) = self.world.perform(action, &expected) {
+            return Err(self.divergence(Departure::Refused { reason: refusal.0 }));
+        }
+        self.compare(expected)
+    }
+
+    /// The stutter probes at the end of a replay: every probe of the current state
+    /// ([`Replay::stutter_probes`]), each message offered to the first idle member of its
+    /// group only, made one after another. Returns the number of probes.
+    pub fn probe_stutters(&mut self) -> Result<usize, Divergence> {
+        let mut probed = 0;
+        let mut offered = Vec::new();
+        for action in self.stutter_probes() {
+            let Action::Deliver { message, .. } = action else {
+                continue;
+            };
+            if offered.contains(&message) {
+                continue;
             }
-            self.compare(expected)?;
+            offered.push(message);
+            self.probe(action)?;
             probed += 1;
         }
         Ok(probed)
@@ -274,6 +342,20 @@ pub fn replay_actions_on(
     backend: &Backend,
 ) -> Result<Replay, Divergence> {
     let mut replay = Replay::on(config, backend)?;
+    for action in actions {
+        replay.step(*action)?;
+    }
+    Ok(replay)
+}
+
+/// Replays `actions` of the model of `config` on the implementation of `implementation`
+/// (see [`Replay::against`]).
+pub fn replay_actions_against(
+    config: Config,
+    implementation: Variant,
+    actions: &[Action],
+) -> Result<Replay, Divergence> {
+    let mut replay = Replay::against(config, implementation)?;
     for action in actions {
         replay.step(*action)?;
     }
