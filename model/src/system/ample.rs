@@ -6,7 +6,9 @@
 //! adversary's crash budget is spent (so the member cannot crash before acknowledging), and
 //! the message is either no longer live (acknowledged or dead-lettered: the ack only idles the
 //! member) or in flight with this member's delivery and no late ack left (so no expiry,
-//! crash or redelivery can move it before the ack does). docs/model.md ("Partial-order
+//! crash or redelivery can move it before the ack does). The other is an orders-service
+//! member's save of a replica once the adversary is spent and nothing else can read or write
+//! that replica before it (`replica_save_is_ample`). docs/model.md ("Partial-order
 //! reduction") proves the reduced graph reaches a violation of every property the full graph
 //! reaches; `tests/reduction.rs` checks the conditions the proof uses (independence,
 //! persistence, no repair) on every reachable state of small configurations of every
