@@ -59,7 +59,9 @@ fn check_reference(threads: usize) -> (usize, Duration) {
 
 /// The reference's exploration on stateright's checker directly, timed by joining threads.
 fn check_reference_joined(threads: usize) -> (usize, Duration) {
-    let model = TicketingModel::new(Config::new(Variant::Reference));
+    // The properties as `run::check` checks a proof: as one conjunction.
+    let model =
+        TicketingModel::new(Config::new(Variant::Reference)).with_conjoined_properties(true);
     let started = Instant::now();
     let checker = model
         .checker()

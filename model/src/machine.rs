@@ -137,6 +137,10 @@ impl Model for TicketingModel {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        crate::properties::all()
+        if self.conjoined {
+            crate::properties::conjunction()
+        } else {
+            crate::properties::all()
+        }
     }
 }

@@ -14,7 +14,7 @@ use stateright::{Checker, CheckerVisitor, HasDiscoveries, Model, Path, UniformCh
 use crate::action::Action;
 use crate::config::Config;
 use crate::progress::{Progress, peak_memory};
-use crate::properties::{Prop, must_violate};
+use crate::properties::{CONJUNCTION, Prop, must_violate};
 use crate::state::State;
 use crate::system::TicketingModel;
 use crate::trace::{complete_to_quiescence, cut_at_first_violation};
@@ -238,10 +238,34 @@ fn names(group: &[Prop]) -> std::collections::BTreeSet<&'static str> {
     group.iter().map(|prop| prop.name()).collect()
 }
 
-/// One search of `config`, stopping when `finish_when` says.
+/// One search of `config`, stopping when `finish_when` says. An exhaustive depth-first
+/// search (a proof, or `--exhaustive`) first checks the properties as one conjunction, which
+/// costs the checker an eighth of its bookkeeping per state; if the conjunction is violated
+/// (it stops at the first violation), the search runs again with them apart, so the
+/// verdicts and counterexamples are the same as without it.
 fn search(config: Config, options: &RunOptions, finish_when: HasDiscoveries) -> Outcome {
-    let model =
-        TicketingModel::new(config).with_partial_order(options.partial_order_applies(config));
+    let proof = options.resolve(config) == Strategy::Dfs
+        && matches!(finish_when, HasDiscoveries::AllFailures);
+    if proof {
+        let (outcome, violated) = search_with(config, options, finish_when.clone(), true);
+        if !violated {
+            return outcome;
+        }
+    }
+    search_with(config, options, finish_when, false).0
+}
+
+/// One search, with the properties conjoined or apart; says whether the conjunction was
+/// found violated (never, when apart).
+fn search_with(
+    config: Config,
+    options: &RunOptions,
+    finish_when: HasDiscoveries,
+    conjoined: bool,
+) -> (Outcome, bool) {
+    let model = TicketingModel::new(config)
+        .with_partial_order(options.partial_order_applies(config))
+        .with_conjoined_properties(conjoined);
     let mut builder = model
         .checker()
         .threads(options.threads.max(1))
@@ -254,7 +278,7 @@ fn search(config: Config, options: &RunOptions, finish_when: HasDiscoveries) -> 
         ..*options
     };
     let started = Instant::now();
-    let outcome = match options.strategy {
+    let (outcome, violated) = match options.strategy {
         Strategy::Auto | Strategy::Bfs => {
             let first = FirstViolations::default();
             let checker = builder.visitor(first.clone()).spawn_bfs();
@@ -270,7 +294,7 @@ fn search(config: Config, options: &RunOptions, finish_when: HasDiscoveries) -> 
             None,
         ),
     };
-    Outcome { config, ..outcome }
+    (Outcome { config, ..outcome }, violated)
 }
 
 /// The searches of a variant's required groups as one outcome: each property's
@@ -350,7 +374,7 @@ fn finish<C: Checker<TicketingModel>>(
     options: &RunOptions,
     started: Instant,
     first: Option<FirstViolations>,
-) -> Outcome {
+) -> (Outcome, bool) {
     // The checker's threads are joined on a thread of their own, which says when they are
     // done: the run ends the moment they do (not at the next progress tick), and progress is
     // shown every 100 ms meanwhile.
@@ -376,6 +400,7 @@ fn finish<C: Checker<TicketingModel>>(
     }
     progress.finish();
     let mut discoveries = checker.discoveries();
+    let conjunction_violated = discoveries.remove(CONJUNCTION).is_some();
     // Completing a counterexample takes the first enabled system action, which an ample set
     // may not list: the completion is a path of the model with every transition.
     let model = &TicketingModel::new(checker.model().config);
@@ -398,7 +423,7 @@ fn finish<C: Checker<TicketingModel>>(
             }
         })
         .collect();
-    Outcome {
+    let outcome = Outcome {
         config: checker.model().config,
         options: *options,
         verdicts,
@@ -407,5 +432,6 @@ fn finish<C: Checker<TicketingModel>>(
         max_depth: checker.max_depth(),
         elapsed,
         peak_memory: peak_memory(),
-    }
+    };
+    (outcome, conjunction_violated)
 }

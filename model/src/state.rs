@@ -449,7 +449,7 @@ impl Ghost {
     }
 }
 
-/// The whole system. It hashes as a packed byte encoding of its live parts (see
+/// The whole system. It hashes as a packed encoding of its live parts (see
 /// [`State::pack`]): one hasher call per state instead of one per field, which is most of
 /// what a model checker does per state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -479,60 +479,64 @@ pub struct State {
 
 impl Hash for State {
     fn hash<H: Hasher>(&self, hasher: &mut H) {
-        let mut packed = Packed::default();
-        self.pack(&mut packed);
-        hasher.write(packed.as_bytes());
+        // Straight into the hasher: no buffer to clear, fill and read back.
+        self.pack(&mut |word| hasher.write_u64(word));
     }
 }
 
-/// A state's live parts as bytes (see [`State::pack`]).
-pub struct Packed {
-    bytes: [u8; PACKED_MAX],
-    len: usize,
+/// A word of up to eight bytes (little-endian, zero-filled).
+#[inline(always)]
+fn word<const N: usize>(bytes: [u8; N]) -> u64 {
+    let mut word = [0u8; 8];
+    word[..N].copy_from_slice(&bytes);
+    u64::from_le_bytes(word)
 }
 
-/// Upper bound of a packed state's length, from the capacities above.
-const PACKED_MAX: usize = 1
-    + MAX_TICKETS * 4
-    + MAX_TICKETS * 3
-    + MAX_TICKETS
-    + 1
-    + MAX_ORDERS * 3
-    + 2 * (1 + MAX_OUTBOX * 5)
-    + 1
-    + MAX_ORDERS
-    + 1
-    + MAX_MESSAGES * 7
-    + 2 * MAX_MEMBERS * 10
-    + 7
-    + MAX_TICKETS * (MAX_VERSIONS + 4)
-    + 2;
+const _: () = assert!(MAX_VERSIONS == 16, "price_words packs 16 prices");
 
-impl Default for Packed {
-    fn default() -> Self {
-        Self {
-            bytes: [0; PACKED_MAX],
-            len: 0,
-        }
-    }
-}
-
-impl Packed {
-    /// Appends a fixed number of bytes (a constant length compiles to plain moves, where a
-    /// slice of unknown length would call `memcpy`).
-    #[inline(always)]
-    fn put<const N: usize>(&mut self, bytes: [u8; N]) {
-        self.bytes[self.len..self.len + N].copy_from_slice(&bytes);
-        self.len += N;
-    }
-
-    /// The encoding.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
+/// The sixteen prices of a ticket's versions as two words.
+fn price_words(prices: [Price; MAX_VERSIONS]) -> [u64; 2] {
+    let mut low = [0u8; 8];
+    let mut high = [0u8; 8];
+    low.copy_from_slice(&prices[..8]);
+    high.copy_from_slice(&prices[8..]);
+    [u64::from_le_bytes(low), u64::from_le_bytes(high)]
 }
 
 impl Event {
+    /// [`Event::pack`]'s five bytes as one big-endian number, computed with shifts (this is
+    /// the hot part of every message's sort key and packed word).
+    pub const fn key(self) -> u64 {
+        const fn at(byte: u8, position: u32) -> u64 {
+            (byte as u64) << (8 * position)
+        }
+        match self {
+            Event::TicketCreated { ticket, price } => at(ticket, 3) | at(price, 2),
+            Event::TicketUpdated {
+                ticket,
+                version,
+                price,
+                order,
+            } => {
+                let order = match order {
+                    Some(order) => order,
+                    None => u8::MAX,
+                };
+                at(1, 4) | at(ticket, 3) | at(version, 2) | at(price, 1) | at(order, 0)
+            }
+            Event::OrderCreated {
+                order,
+                ticket,
+                reservation,
+            } => at(2, 4) | at(order, 3) | at(ticket, 2) | at(reservation, 1),
+            Event::OrderCancelled {
+                order,
+                ticket,
+                reservation,
+            } => at(3, 4) | at(order, 3) | at(ticket, 2) | at(reservation, 1),
+        }
+    }
+
     /// Five bytes that determine the event (distinct events, distinct bytes).
     pub const fn pack(self) -> [u8; 5] {
         match self {
@@ -569,15 +573,16 @@ impl Event {
 impl Message {
     /// A key that orders messages totally (for the symmetry representative).
     pub(crate) const fn sort_key(&self) -> u64 {
-        let [kind, a, b, c, d] = self.event.pack();
-        u64::from_be_bytes([0, kind, a, b, c, d, self.status as u8, self.deliveries])
+        self.event.key() << 16 | (self.status as u64) << 8 | self.deliveries as u64
     }
 }
 
 impl Member {
-    fn pack(&self) -> [u8; 10] {
+    /// Eight bytes that determine the member: idle is all zero, a busy member's step tag
+    /// (1-4) is never zero.
+    fn pack(&self) -> [u8; 8] {
         match *self {
-            Member::Idle => [0; 10],
+            Member::Idle => [0; 8],
             Member::Busy {
                 message,
                 delivery,
@@ -591,54 +596,73 @@ impl Member {
                     Step::Ack => (4, [0; 5]),
                 };
                 let [a, b, c, d, e] = args;
-                [1, message, delivery, u8::from(acked), tag, a, b, c, d, e]
+                [message, delivery, tag | u8::from(acked) << 4, a, b, c, d, e]
             }
         }
     }
 }
 
 impl State {
-    /// Writes the live parts of the state as bytes: an injective encoding (fixed-size fields,
-    /// lengths before lists), so equal states and only equal states pack alike.
-    pub fn pack(&self, out: &mut Packed) {
-        out.put([self.tickets.len() as u8]);
-        for ticket in self.tickets.as_slice() {
-            let order = ticket.order.unwrap_or(u8::MAX);
-            out.put([ticket.version, ticket.price, order, ticket.reservation]);
+    /// Writes the live parts of the state as words (to `out`, one call each): an injective encoding (fixed-size fields,
+    /// every list's length first), so equal states and only equal states pack alike. One word
+    /// per ticket, order, event, message and member: a message's word is its symmetry sort
+    /// key, a member's its eight bytes.
+    pub fn pack(&self, out: &mut impl FnMut(u64)) {
+        let flag = |set: bool| u8::from(set);
+        out(word([
+            self.tickets.len() as u8,
+            self.orders.len() as u8,
+            self.outboxes[0].len() as u8,
+            self.outboxes[1].len() as u8,
+            self.reservation_requests.len() as u8,
+            self.messages.len() as u8,
+            flag(self.ghost.version_regressed),
+            flag(self.ghost.reserved_price_changed),
+        ]));
+        for ticket in 0..MAX_TICKETS {
+            // Dead ticket slots are default, so they pack alike.
+            let primary = self.tickets.items[ticket];
+            let [tag, version, price] = match self.replicas[ticket] {
+                Some(replica) => [1, replica.version, replica.price],
+                None => [0, 0, 0],
+            };
+            out(word([
+                primary.version,
+                primary.price,
+                primary.order.map_or(0, |order| order + 1),
+                primary.reservation,
+                tag,
+                version,
+                price,
+                self.reservations[ticket],
+            ]));
         }
-        for replica in &self.replicas {
-            match replica {
-                Some(replica) => out.put([1, replica.version, replica.price]),
-                None => out.put([0, 0, 0]),
-            }
+        for ticket in 0..self.tickets.len() {
+            let [low, high] = price_words(self.ghost.price_at[ticket]);
+            out(low);
+            out(high);
+            out(u64::from(self.ghost.ticket_events_applied[ticket])
+                | u64::from(self.ghost.order_events_applied[ticket]) << 16);
         }
-        out.put(self.reservations);
-        out.put([self.orders.len() as u8]);
         for order in self.orders.as_slice() {
-            out.put([order.ticket, order.status as u8, order.version]);
+            out(word([order.ticket, order.status as u8, order.version]));
         }
         for outbox in &self.outboxes {
-            out.put([outbox.len() as u8]);
             for event in outbox.as_slice() {
-                out.put(event.pack());
+                out(event.key());
             }
         }
-        out.put([self.reservation_requests.len() as u8]);
-        for ticket in self.reservation_requests.as_slice() {
-            out.put([*ticket]);
-        }
-        out.put([self.messages.len() as u8]);
+        out(word(self.reservation_requests.items));
         for message in self.messages.as_slice() {
-            let [kind, a, b, c, d] = message.event.pack();
-            out.put([kind, a, b, c, d, message.status as u8, message.deliveries]);
+            out(message.sort_key());
         }
         for members in &self.members {
             for member in members {
-                out.put(member.pack());
+                out(word(member.pack()));
             }
         }
         let budget = self.budget;
-        out.put([
+        out(word([
             budget.tickets,
             budget.updates,
             budget.orders,
@@ -646,16 +670,7 @@ impl State {
             budget.crashes,
             budget.redeliveries,
             budget.duplicates,
-        ]);
-        for ticket in 0..self.tickets.len() {
-            out.put(self.ghost.price_at[ticket]);
-            out.put(self.ghost.ticket_events_applied[ticket].to_le_bytes());
-            out.put(self.ghost.order_events_applied[ticket].to_le_bytes());
-        }
-        out.put([
-            u8::from(self.ghost.version_regressed),
-            u8::from(self.ghost.reserved_price_changed),
-        ]);
+        ]));
     }
 
     /// Forgets what no step will ever read again, so states that differ only there are one

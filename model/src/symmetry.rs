@@ -16,7 +16,10 @@
 
 use stateright::Representative;
 
-use crate::state::{Event, MAX_MESSAGES, MAX_TICKETS, Member, MessageIx, State, Step, TicketIx};
+use crate::state::{
+    Event, MAX_MEMBERS, MAX_MESSAGES, MAX_TICKETS, MAX_VERSIONS, Member, MessageIx, State, Step,
+    TicketIx,
+};
 
 impl Representative for State {
     fn representative(&self) -> Self {
@@ -26,32 +29,130 @@ impl Representative for State {
         }
         permute_messages(&mut state);
         for members in &mut state.members {
-            // Busy members first, so they stay within the configured member slots.
-            members.sort_by_key(|member| (*member == Member::Idle, *member));
+            sort_members(members);
         }
         state.reservation_requests.as_mut_slice().sort_unstable();
         state
     }
 }
 
+/// Sorts a group's members busy first (so they stay within the configured member slots),
+/// then by what they hold, comparing each member's [`member_key`] (computed once, not per
+/// comparison); most successors change one member, so the group is usually sorted already.
+fn sort_members(members: &mut [Member; MAX_MEMBERS]) {
+    let mut keys = [0u128; MAX_MEMBERS];
+    for (key, member) in keys.iter_mut().zip(members.iter()) {
+        *key = member_key(member);
+    }
+    if keys.is_sorted() {
+        return;
+    }
+    // Insertion sort of at most three: stable, as `sort_by_key` was.
+    for next in 1..MAX_MEMBERS {
+        let mut at = next;
+        while at > 0 && keys[at - 1] > keys[at] {
+            keys.swap(at - 1, at);
+            members.swap(at - 1, at);
+            at -= 1;
+        }
+    }
+}
+
+/// A key whose order is `(member == Idle, member)`'s derived order: the fields in their
+/// declared order, big-endian, with `None` below every `Some`.
+fn member_key(member: &Member) -> u128 {
+    let Member::Busy {
+        message,
+        delivery,
+        acked,
+        step,
+    } = *member
+    else {
+        return 1 << 120;
+    };
+    let (tag, args) = match step {
+        Step::Read => (0, [0; 5]),
+        Step::Save { read_version } => (1, [read_version, 0, 0, 0, 0]),
+        Step::Publish { event } => (2, event_key(event)),
+        Step::Ack => (3, [0; 5]),
+    };
+    let [a, b, c, d, e] = args;
+    u128::from_be_bytes([
+        0,
+        message,
+        delivery,
+        u8::from(acked),
+        tag,
+        a,
+        b,
+        c,
+        d,
+        e,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ])
+}
+
+/// An event's fields in declared order (its variant first), `None` as 0 and `Some(x)` as
+/// `x + 1`: byte order is the derived order.
+fn event_key(event: Event) -> [u8; 5] {
+    match event {
+        Event::TicketCreated { ticket, price } => [0, ticket, price, 0, 0],
+        Event::TicketUpdated {
+            ticket,
+            version,
+            price,
+            order,
+        } => [1, ticket, version, price, order.map_or(0, |o| o + 1)],
+        Event::OrderCreated {
+            order,
+            ticket,
+            reservation,
+        } => [2, order, ticket, reservation, 0],
+        Event::OrderCancelled {
+            order,
+            ticket,
+            reservation,
+        } => [3, order, ticket, reservation, 0],
+    }
+}
+
 /// Orders messages by content and status, and renames them in the members that hold them.
+/// Each message's sort key is shifted past a byte holding its index: the keys are then
+/// distinct, a plain `u64` sort orders them as the stable sort by key would, and the index
+/// rides along (this runs for every successor, and few successors' streams are in order).
 fn permute_messages(state: &mut State) {
     let count = state.messages.len();
-    let mut keyed = [(0u64, 0u8); MAX_MESSAGES];
+    let mut keys = [0u64; MAX_MESSAGES];
     let mut sorted = true;
     for (index, message) in state.messages.as_slice().iter().enumerate() {
-        keyed[index] = (message.sort_key(), index as u8);
-        sorted &= index == 0 || keyed[index - 1].0 <= keyed[index].0;
+        let key = message.sort_key() << 8 | index as u64;
+        sorted &= index == 0 || keys[index - 1] < key;
+        keys[index] = key;
     }
     if sorted {
         return;
     }
-    keyed[..count].sort_unstable();
+    for next in 1..count {
+        let key = keys[next];
+        let mut at = next;
+        while at > 0 && keys[at - 1] > key {
+            keys[at] = keys[at - 1];
+            at -= 1;
+        }
+        keys[at] = key;
+    }
     let mut rename = [0 as MessageIx; MAX_MESSAGES];
     let old = state.messages;
-    for (new, (_, old_ix)) in keyed[..count].iter().enumerate() {
-        rename[usize::from(*old_ix)] = new as MessageIx;
-        state.messages.as_mut_slice()[new] = old.as_slice()[usize::from(*old_ix)];
+    let messages = state.messages.as_mut_slice();
+    for (new, key) in keys[..count].iter().enumerate() {
+        let old_ix = (key & 0xff) as usize;
+        rename[old_ix] = new as MessageIx;
+        messages[new] = old.as_slice()[old_ix];
     }
     for members in &mut state.members {
         for member in members.iter_mut() {
@@ -65,26 +166,28 @@ fn permute_messages(state: &mut State) {
 /// Orders tickets by everything known about each of them alone, and renames them everywhere.
 fn permute_tickets(state: &mut State) {
     let count = state.tickets.len();
-    let key = |t: usize| {
-        (
-            state.tickets.as_slice()[t],
-            state.replicas[t],
-            state.reservations[t],
-            state.ghost.price_at[t],
-            state.ghost.ticket_events_applied[t],
-            state.ghost.order_events_applied[t],
-        )
-    };
-    // A fixed array, not a `Vec`: this runs for every successor of a multi-ticket check.
+    // Each ticket's key once (a comparison of two arrays, not of six-field tuples), in
+    // fixed arrays: this runs for every successor of a multi-ticket check.
+    let mut keys = [[0u8; TICKET_KEY]; MAX_TICKETS];
+    for (ticket, key) in keys.iter_mut().enumerate().take(count) {
+        *key = ticket_key(state, ticket);
+    }
+    if keys[..count].is_sorted() {
+        return;
+    }
     let mut order = [0usize; MAX_TICKETS];
     for (slot, ticket) in order.iter_mut().zip(0..count) {
         *slot = ticket;
     }
-    let order = &mut order[..count];
-    order.sort_by_key(|t| key(*t));
-    if order.iter().enumerate().all(|(new, old)| new == *old) {
-        return;
+    // Insertion sort of at most three: stable, so ties keep their original order.
+    for next in 1..count {
+        let mut at = next;
+        while at > 0 && keys[order[at - 1]] > keys[order[at]] {
+            order.swap(at - 1, at);
+            at -= 1;
+        }
     }
+    let order = &order[..count];
     let mut rename = [0 as TicketIx; MAX_TICKETS];
     for (new, old) in order.iter().enumerate() {
         rename[*old] = new as TicketIx;
@@ -130,6 +233,35 @@ fn permute_tickets(state: &mut State) {
             }
         }
     }
+}
+
+/// Bytes in a ticket's sort key.
+const TICKET_KEY: usize = 4 + 3 + 1 + MAX_VERSIONS + 4;
+
+/// Everything known about `ticket` alone, as bytes whose order is the derived order of
+/// (primary, replica, reservation count, prices by version, ticket events applied, order
+/// events applied): fields in that order, big-endian, `None` below every `Some`.
+fn ticket_key(state: &State, ticket: usize) -> [u8; TICKET_KEY] {
+    let primary = state.tickets.as_slice()[ticket];
+    let replica = state.replicas[ticket];
+    let mut key = [0u8; TICKET_KEY];
+    key[..4].copy_from_slice(&[
+        primary.version,
+        primary.price,
+        primary.order.map_or(0, |o| o + 1),
+        primary.reservation,
+    ]);
+    key[4..7].copy_from_slice(&match replica {
+        None => [0, 0, 0],
+        Some(replica) => [1, replica.version, replica.price],
+    });
+    key[7] = state.reservations[ticket];
+    key[8..8 + MAX_VERSIONS].copy_from_slice(&state.ghost.price_at[ticket]);
+    key[8 + MAX_VERSIONS..10 + MAX_VERSIONS]
+        .copy_from_slice(&state.ghost.ticket_events_applied[ticket].to_be_bytes());
+    key[10 + MAX_VERSIONS..]
+        .copy_from_slice(&state.ghost.order_events_applied[ticket].to_be_bytes());
+    key
 }
 
 fn rename_event(event: Event, map: &impl Fn(TicketIx) -> TicketIx) -> Event {

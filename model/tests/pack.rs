@@ -1,4 +1,4 @@
-//! A state hashes as its packed bytes, and stateright takes a state's 64-bit fingerprint for
+//! A state hashes as its packed words, and stateright takes a state's 64-bit fingerprint for
 //! the state itself: the packing must be injective, or distinct states would be merged.
 //! Checked on every reachable state of two variants at small bounds.
 
@@ -7,7 +7,6 @@ mod support;
 use std::collections::HashMap;
 
 use model::config::{Config, Variant};
-use model::state::Packed;
 use model::system::TicketingModel;
 
 #[test]
@@ -20,11 +19,11 @@ fn distinct_states_pack_to_distinct_bytes() {
         };
         let model = TicketingModel::new(config);
         let graph = support::explore(&model, 3_000_000);
-        let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut seen: HashMap<Vec<u64>, usize> = HashMap::new();
         for (index, state) in graph.states.iter().enumerate() {
-            let mut packed = Packed::default();
-            state.pack(&mut packed);
-            if let Some(other) = seen.insert(packed.as_bytes().to_vec(), index) {
+            let mut packed = Vec::new();
+            state.pack(&mut |word| packed.push(word));
+            if let Some(other) = seen.insert(packed, index) {
                 panic!(
                     "{variant}: two states pack alike:\n{:#?}\n{state:#?}",
                     graph.states[other]

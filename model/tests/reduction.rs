@@ -15,6 +15,7 @@ mod support;
 use model::config::{Config, Variant};
 use model::properties::{Prop, must_violate};
 use model::run::{Outcome, PartialOrder, RunOptions, Strategy, check};
+use model::state::Group;
 use model::system::TicketingModel;
 use model::{Action, State};
 use stateright::Model;
@@ -74,29 +75,92 @@ fn ample_actions_are_independent_persistent_and_never_repair_a_violation() {
                     ..support::small(variant)
                 }
             };
-            let model = TicketingModel::new(config);
-            let graph = support::explore(&model, 3_000_000);
-            let mut ample_states = 0;
-            for state in &graph.states {
-                for group in model::state::Group::ALL {
-                    for member in 0..members {
-                        let ack = Action::Ack { group, member };
-                        if model.is_ample(state, ack) {
-                            check_conditions(&model, state, ack);
-                            ample_states += 1;
-                        }
-                    }
-                }
-                if let Some(ample) = model.ample_action(state) {
-                    assert!(model.is_ample(state, ample));
-                }
-            }
+            let (acks, saves) = check_every_ample_action(config);
             if variant.acks_after_save() {
                 assert!(
-                    ample_states > 0,
-                    "{variant} with {members} members: the reduction never applies"
+                    acks > 0,
+                    "{variant} with {members} members: the ack's reduction never applies"
                 );
             }
+            if replica_saves_reduce(variant) {
+                assert!(
+                    saves > 0,
+                    "{variant} with {members} members: the replica save's reduction never applies"
+                );
+            }
+        }
+    }
+}
+
+/// The designs where a replica's save can be ample: `ticket:updated` applied only at
+/// `version - 1`, duplicates acknowledged, and acknowledgement after the save.
+fn replica_saves_reduce(variant: Variant) -> bool {
+    !matches!(
+        variant,
+        Variant::NaiveVersion | Variant::CourseListener | Variant::Course | Variant::AckBeforeSave
+    )
+}
+
+/// Checks C1 and C2 for every candidate (every member's ack, every orders-service member's
+/// save) wherever it is ample, on every reachable state of `config`; returns in how many
+/// states an ack and a save were ample.
+fn check_every_ample_action(config: Config) -> (usize, usize) {
+    let model = TicketingModel::new(config);
+    let graph = support::explore(&model, 3_000_000);
+    let (mut acks, mut saves) = (0, 0);
+    for state in &graph.states {
+        for member in 0..config.members {
+            for group in Group::ALL {
+                let ack = Action::Ack { group, member };
+                if model.is_ample(state, ack) {
+                    check_conditions(&model, state, ack);
+                    acks += 1;
+                }
+            }
+            let save = Action::Save {
+                group: Group::Orders,
+                member,
+            };
+            if model.is_ample(state, save) {
+                check_conditions(&model, state, save);
+                saves += 1;
+            }
+            let tickets_save = Action::Save {
+                group: Group::Tickets,
+                member,
+            };
+            assert!(!model.is_ample(state, tickets_save));
+        }
+        if let Some(ample) = model.ample_action(state) {
+            assert!(model.is_ample(state, ample));
+        }
+    }
+    (acks, saves)
+}
+
+#[test]
+fn ample_actions_meet_the_conditions_with_two_tickets() {
+    for variant in Variant::ALL {
+        // Two tickets whose work interleaves: one member per group, one update and one order
+        // between them, one crash and one late ack.
+        let config = Config {
+            tickets: 2,
+            members: 1,
+            updates: 1,
+            orders: 1,
+            cancels: 0,
+            duplicates: 0,
+            ..support::small(variant)
+        };
+        let (acks, saves) = check_every_ample_action(config);
+        if variant.acks_after_save() {
+            assert!(acks > 0, "{variant}: the ack's reduction never applies");
+        }
+        if replica_saves_reduce(variant) {
+            assert!(
+                saves > 0,
+                "{variant}: the replica save's reduction never applies"
+            );
         }
     }
 }

@@ -6,7 +6,9 @@
 //! adversary's crash budget is spent (so the member cannot crash before acknowledging), and
 //! the message is either no longer live (acknowledged or dead-lettered: the ack only idles the
 //! member) or in flight with this member's delivery and no late ack left (so no expiry,
-//! crash or redelivery can move it before the ack does). docs/model.md ("Partial-order
+//! crash or redelivery can move it before the ack does). The other is an orders-service
+//! member's save of a replica once the adversary is spent and nothing else can read or write
+//! that replica before it (`replica_save_is_ample`). docs/model.md ("Partial-order
 //! reduction") proves the reduced graph reaches a violation of every property the full graph
 //! reaches; `tests/reduction.rs` checks the conditions the proof uses (independence,
 //! persistence, no repair) on every reachable state of small configurations of every
@@ -20,7 +22,7 @@
 use super::TicketingModel;
 use super::listener::busy;
 use crate::action::Action;
-use crate::state::{Group, State, Status, Step};
+use crate::state::{Event, Group, State, Status, Step};
 
 impl TicketingModel {
     /// The action the reduced graph explores alone in `state`, if there is one: the first
@@ -30,11 +32,18 @@ impl TicketingModel {
             // Every member step races its member's crash.
             return None;
         }
-        Group::ALL.into_iter().find_map(|group| {
-            (0..self.members() as u8)
-                .map(|member| Action::Ack { group, member })
-                .find(|action| self.is_ample(state, *action))
-        })
+        let members = 0..self.members() as u8;
+        let acks = Group::ALL.into_iter().flat_map(|group| {
+            members
+                .clone()
+                .map(move |member| Action::Ack { group, member })
+        });
+        let saves = members.clone().map(|member| Action::Save {
+            group: Group::Orders,
+            member,
+        });
+        acks.chain(saves)
+            .find(|action| self.is_ample(state, *action))
     }
 
     /// Whether `action` may be explored alone in `state`. Only a member's ack qualifies, and
@@ -48,8 +57,13 @@ impl TicketingModel {
     ///   message hold stale deliveries, whose failures change nothing and whose acks commute
     ///   with this one).
     pub fn is_ample(&self, state: &State, action: Action) -> bool {
-        let Action::Ack { group, member } = action else {
-            return false;
+        let (group, member) = match action {
+            Action::Ack { group, member } => (group, member),
+            Action::Save {
+                group: Group::Orders,
+                member,
+            } => return self.replica_save_is_ample(state, member),
+            _ => return false,
         };
         if state.budget.crashes > 0 || usize::from(member) >= self.members() {
             return false;
@@ -70,5 +84,88 @@ impl TicketingModel {
             }
             Status::Pending => false,
         }
+    }
+
+    /// Whether the orders-service member `member`'s save of a replica may be explored alone
+    /// (docs/model.md, "Partial-order reduction", the replica save). Only where:
+    /// - the adversary is spent (no crash, late ack or duplicate left), so nothing can disable
+    ///   the save, return or redeliver its message, or make another copy of its event;
+    /// - the design applies `ticket:updated` only at `version - 1` and acknowledges what it
+    ///   already applied, so every other delivery of the ticket's events decides the same
+    ///   before and after the save (or waits, a stutter, until it);
+    /// - the member holds the current delivery of an in-flight `ticket:updated` for `v`, has
+    ///   not acknowledged it, no other member holds that message, and no other copy of the
+    ///   event is anywhere (stream, outboxes, members' publishes);
+    /// - no other orders-service member is about to read or save the same replica;
+    /// - the replica is at `read_version` (the save succeeds) and faithful to the primary
+    ///   there, so the save repairs no property.
+    fn replica_save_is_ample(&self, state: &State, member: u8) -> bool {
+        let variant = self.variant();
+        let budget = state.budget;
+        if budget.crashes > 0
+            || budget.redeliveries > 0
+            || budget.duplicates > 0
+            || !variant.checks_version()
+            || !variant.acks_duplicates()
+            || usize::from(member) >= self.members()
+        {
+            return false;
+        }
+        let Some((holding, Step::Save { read_version })) = busy(state, Group::Orders, member)
+        else {
+            return false;
+        };
+        let messages = state.messages.as_slice();
+        let message = messages[usize::from(holding.message)];
+        let Event::TicketUpdated { ticket, .. } = message.event else {
+            return false;
+        };
+        let current = message.status == Status::InFlight
+            && holding.delivery != 0
+            && message.deliveries == holding.delivery;
+        let Some(replica) = state.replicas[usize::from(ticket)] else {
+            return false;
+        };
+        if holding.acked
+            || !current
+            || replica.version != read_version
+            || replica.price != state.price_at(ticket, replica.version)
+        {
+            return false;
+        }
+        let same_event = |event: &Event| *event == message.event;
+        let other_copy = messages
+            .iter()
+            .enumerate()
+            .any(|(ix, other)| ix != usize::from(holding.message) && same_event(&other.event))
+            || state
+                .outboxes
+                .iter()
+                .any(|outbox| outbox.as_slice().iter().any(same_event));
+        if other_copy {
+            return false;
+        }
+        // No other member holds the message, publishes a copy of the event, or reads or
+        // saves the same replica.
+        Group::ALL.into_iter().all(|group| {
+            (0..self.members() as u8).all(|other| {
+                if group == Group::Orders && other == member {
+                    return true;
+                }
+                match busy(state, group, other) {
+                    None => true,
+                    Some((held, step)) => {
+                        let about_ticket = messages[usize::from(held.message)].event.ticket()
+                            == ticket
+                            && held.message != holding.message;
+                        held.message != holding.message
+                            && !matches!(step, Step::Publish { event } if same_event(&event))
+                            && !(group == Group::Orders
+                                && about_ticket
+                                && matches!(step, Step::Read | Step::Save { .. }))
+                    }
+                }
+            })
+        })
     }
 }

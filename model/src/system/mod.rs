@@ -63,6 +63,11 @@ pub struct TicketingModel {
     /// partial-order reduction of the `ample` module). Off unless the checker asks for it:
     /// the harness, the explorer and the tests that walk the graph see every transition.
     pub partial_order: bool,
+    /// Whether stateright checks the eight properties as one conjunction
+    /// ([`crate::properties::CONJUNCTION`]): a proof of a design that must satisfy all eight
+    /// then asks the checker's discoveries map once per state instead of eight times. Off
+    /// unless the checker asks for it: every other use needs a verdict per property.
+    pub conjoined: bool,
 }
 
 impl TicketingModel {
@@ -72,6 +77,7 @@ impl TicketingModel {
         Self {
             config,
             partial_order: false,
+            conjoined: false,
         }
     }
 
@@ -81,6 +87,11 @@ impl TicketingModel {
             partial_order,
             ..self
         }
+    }
+
+    /// The same model, with the properties checked as one conjunction or apart.
+    pub fn with_conjoined_properties(self, conjoined: bool) -> Self {
+        Self { conjoined, ..self }
     }
 
     pub(crate) fn variant(&self) -> Variant {
