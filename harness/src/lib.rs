@@ -14,6 +14,8 @@
 //! - [`lock`]: locking shared bookkeeping, poisoned or not.
 //! - [`terms`]: the model's terms for the implementation's values and records (prices, titles,
 //!   records by index, events), and [`terms::Refusal`].
+//! - `answers`: a client request's answer held to the record it stored (the model's state
+//!   has no place for answers).
 //! - [`world`]: the implementation in process (two memory stores, one broker core, the
 //!   services' domain operations and their `Listener`s) and how each model action is taken on
 //!   it; its ghost variables from the journal of gated writes.
@@ -34,6 +36,7 @@
 //! `soak` none of them; its own modules keep the same rule, see its layout).
 
 pub mod abstraction;
+mod answers;
 pub mod counterexamples;
 pub mod exhaustive;
 pub mod fuzz;
