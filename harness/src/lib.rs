@@ -16,6 +16,8 @@
 //! - [`lock`]: locking shared bookkeeping, poisoned or not.
 //! - [`terms`]: the model's terms for the implementation's values and records (prices, titles,
 //!   records by index, events), and [`terms::Refusal`].
+//! - `answers`: a client request's answer held to the record it stored (the model's state
+//!   has no place for answers).
 //! - [`world`]: the implementation in process (the two services' stores, one broker core, the
 //!   services' domain operations and their `Listener`s) and how each model action is taken on
 //!   it; its ghost variables from the journal of gated writes.
@@ -37,6 +39,7 @@
 //! `soak` none of them; its own modules keep the same rule, see its layout).
 
 pub mod abstraction;
+mod answers;
 pub mod backend;
 pub mod counterexamples;
 pub mod exhaustive;

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
+use crate::answers;
 use crate::backend::{Backend, Lease, Store};
 use crate::gate::{Gate, Op, Parked, StepKind, Task};
 use crate::gated::{
@@ -384,16 +385,15 @@ impl World {
         let gate = Gate::new();
         let service = self.tickets_service(&gate, None);
         let owner = UserId::new(OWNER);
+        let (store, outbox) = (self.tickets_store.clone(), self.uses_outbox());
         let task = match edited {
             None => Task::new(gate, async move {
-                tickets::create_ticket(&service, &owner, input)
-                    .await
-                    .map(drop)
+                let answer = tickets::create_ticket(&service, &owner, input).await;
+                answers::checked(answer, &store, outbox)
             }),
             Some((id, _)) => Task::new(gate, async move {
-                tickets::update_ticket(&service, &owner, id, input)
-                    .await
-                    .map(drop)
+                let answer = tickets::update_ticket(&service, &owner, id, input).await;
+                answers::checked(answer, &store, outbox)
             }),
         };
         Ok(Request { task })
@@ -404,10 +404,10 @@ impl World {
         let id = self.order_id(order)?;
         let gate = Gate::new();
         let service = self.orders_service(&gate, None);
+        let (store, outbox) = (self.orders_store.clone(), self.uses_outbox());
         let task = Task::new(gate, async move {
-            orders::cancel_order(&service, &UserId::new(BUYER), id)
-                .await
-                .map(drop)
+            let answer = orders::cancel_order(&service, &UserId::new(BUYER), id).await;
+            answers::checked(answer, &store, outbox)
         });
         Ok(Request { task })
     }
@@ -477,10 +477,10 @@ impl World {
         let id = self.ticket_id(ticket)?;
         let gate = Gate::new();
         let service = self.orders_service(&gate, None);
+        let (store, outbox) = (self.orders_store.clone(), self.uses_outbox());
         let task = Task::new(gate, async move {
-            orders::create_order(&service, &UserId::new(BUYER), id)
-                .await
-                .map(drop)
+            let answer = orders::create_order(&service, &UserId::new(BUYER), id).await;
+            answers::checked(answer, &store, outbox)
         });
         Ok(Request { task })
     }
