@@ -111,11 +111,20 @@ pub struct Stores {
     pub lease: Option<Lease>,
 }
 
+/// A world's two PostgreSQL stores (tickets, orders), and whether the orders schema has its
+/// reservation backstop now (a new schema is migrated with it).
+#[derive(Debug)]
+struct Pair {
+    tickets: PgStore,
+    orders: PgStore,
+    backstop: bool,
+}
+
 /// A world's pair of PostgreSQL stores, handed back to the run's idle pairs when dropped (the
 /// world, and every task that could write to them, ended).
 #[derive(Debug)]
 pub struct Lease {
-    pair: Option<(PgStore, PgStore)>,
+    pair: Option<Pair>,
     run: Arc<Postgres>,
 }
 
@@ -135,7 +144,7 @@ pub struct Postgres {
     /// Schema pairs made so far: pair n's schemas are `wn_tickets` and `wn_orders`.
     worlds: AtomicU32,
     /// Pairs whose world ended, to be emptied and used again.
-    idle: Mutex<Vec<(PgStore, PgStore)>>,
+    idle: Mutex<Vec<Pair>>,
 }
 
 impl fmt::Debug for Postgres {
@@ -151,35 +160,40 @@ impl Postgres {
     /// only if `variant` reserves atomically (a pair is reused across variants).
     fn stores(self: &Arc<Self>, variant: Variant) -> Result<Stores, String> {
         let idle = crate::lock::locked(&self.idle).pop();
-        let (tickets, orders) = match idle {
-            Some((tickets, orders)) => {
-                for store in [&tickets, &orders] {
+        let mut pair = match idle {
+            Some(pair) => {
+                for store in [&pair.tickets, &pair.orders] {
                     self.runtime
                         .block_on(store.clear())
                         .map_err(|error| error.to_string())?;
                 }
-                (tickets, orders)
+                pair
             }
             None => {
                 let world = self.worlds.fetch_add(1, Ordering::Relaxed);
-                (
-                    self.store(&format!("w{world}_tickets"))?,
-                    self.store(&format!("w{world}_orders"))?,
-                )
+                Pair {
+                    tickets: self.store(&format!("w{world}_tickets"))?,
+                    orders: self.store(&format!("w{world}_orders"))?,
+                    backstop: true,
+                }
             }
         };
-        self.runtime
-            .block_on(orders.set_reservation_backstop(variant.reserves_atomically()))
-            .map_err(|error| error.to_string())?;
+        let backstop = variant.reserves_atomically();
+        if pair.backstop != backstop {
+            self.runtime
+                .block_on(pair.orders.set_reservation_backstop(backstop))
+                .map_err(|error| error.to_string())?;
+            pair.backstop = backstop;
+        }
         let store = |store: &PgStore| Store::Postgres {
             store: store.clone(),
             run: Arc::clone(self),
         };
         Ok(Stores {
-            tickets: store(&tickets),
-            orders: store(&orders),
+            tickets: store(&pair.tickets),
+            orders: store(&pair.orders),
             lease: Some(Lease {
-                pair: Some((tickets, orders)),
+                pair: Some(pair),
                 run: Arc::clone(self),
             }),
         })
