@@ -227,11 +227,11 @@ async fn the_member_runtime_handles_one_tickets_deliveries_in_turn() {
             event: &Event,
             message: &M,
         ) -> Result<Outcome, ListenerError> {
-            let first = self.entered.lock().unwrap().is_empty();
-            self.entered
-                .lock()
-                .unwrap()
-                .push((event.ticket_id(), event.version()));
+            let first = {
+                let mut entered = self.entered.lock().unwrap();
+                entered.push((event.ticket_id(), event.version()));
+                entered.len() == 1
+            };
             if first {
                 let mut release = self.release.clone();
                 release.wait_for(|open| *open).await.unwrap();
