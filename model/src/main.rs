@@ -155,7 +155,7 @@ struct ExploreArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// Port to listen on.
+    /// Port to listen on; 0 picks a free one (the "serving" line names it).
     #[arg(long, default_value_t = 3001)]
     port: u16,
 }
@@ -500,11 +500,17 @@ fn run_explore(args: &ExploreArgs) -> ExitCode {
         eprintln!("error: {problem}");
         return ExitCode::from(2);
     }
-    let address = format!("{}:{}", args.host, args.port);
-    if let Err(error) = std::net::TcpListener::bind(&address) {
-        eprintln!("error: cannot listen on {address}: {error}");
-        return ExitCode::from(2);
-    }
+    // stateright's server cannot report the port it bound, so the port is settled here: a bad
+    // address is a clear error, and port 0 becomes the free port the kernel hands out, which
+    // the "serving" line names (the tests read it there rather than guessing a free port).
+    let requested = format!("{}:{}", args.host, args.port);
+    let address = match std::net::TcpListener::bind(&requested).and_then(|l| l.local_addr()) {
+        Ok(bound) => bound.to_string(),
+        Err(error) => {
+            eprintln!("error: cannot listen on {requested}: {error}");
+            return ExitCode::from(2);
+        }
+    };
     println!(
         "serving the explorer for {} on http://{address}/ (Ctrl-C to stop)",
         config.variant

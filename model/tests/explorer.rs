@@ -6,8 +6,8 @@
 //! `.ci/run` installs Debian's `chromium`, and under `REQUIRE_SERVICES=1` its absence fails the
 //! test; elsewhere the test says it skipped and why.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,17 +41,27 @@ const BOUNDS: [&str; 12] = [
     "0",
 ];
 
+/// Starts `model explore` on a port it picks itself (`--port 0`) and reads the port from its
+/// "serving" line: a port the test picked and released could be handed to the other test's
+/// explorer in between, and then one test talks to the other's server.
 fn start(variant: &str) -> Explorer {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port");
-    let child = Command::new(env!("CARGO_BIN_EXE_model"))
-        .args(["explore", "--variant", variant, "--port", &port.to_string()])
+    let mut child = Command::new(env!("CARGO_BIN_EXE_model"))
+        .args(["explore", "--variant", variant, "--port", "0"])
         .args(BOUNDS)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .expect("model explore starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut serving = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut serving)
+        .expect("read the serving line");
+    let port = serving
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in the explorer's first line: {serving:?}"));
     let explorer = Explorer { child, port };
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
