@@ -5,7 +5,9 @@
 //! across processes with overwhelming probability (a per-process random part), and they sort
 //! roughly by creation time (a leading timestamp), like MongoDB's `ObjectId`.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -68,6 +70,28 @@ impl std::hash::Hash for Id {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         // Equal ids have equal bytes, hence equal mixes: consistent with `Eq`.
         state.write_u64(self.mix());
+    }
+}
+
+/// A map keyed by [`Id`] that hashes each key once, as its `mix()`, and not again.
+pub type IdMap<V> = HashMap<Id, V, BuildHasherDefault<PremixedHasher>>;
+
+/// A hasher for keys that are already well mixed ([`Id`] hashes as its `mix()`).
+#[derive(Default)]
+pub struct PremixedHasher(u64);
+
+impl Hasher for PremixedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached by keys other than `Id`; fold them in FNV-1a style.
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, mixed: u64) {
+        self.0 = mixed;
     }
 }
 

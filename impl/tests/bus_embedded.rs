@@ -290,6 +290,68 @@ async fn the_member_runtime_handles_one_tickets_deliveries_in_turn() {
     assert_eq!(running.await.unwrap().unwrap().handled, 3);
 }
 
+/// A handler that panics frees its ticket's lane: the delivery waiting behind it runs at once,
+/// not after the panicked one's redelivery; the panicked delivery comes back after the ack wait
+/// and is handled in turn.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_lets_its_tickets_next_delivery_run() {
+    use ticketing::events::{Event, TicketUpdated};
+    use ticketing::records::Version;
+
+    struct PanicsOnV1First(std::sync::Mutex<Vec<(Version, u32)>>);
+    impl Listener for PanicsOnV1First {
+        const QUEUE_GROUP: &'static str = ORDERS;
+        const SUBJECTS: &'static [Subject] = &TICKET_SUBJECTS;
+
+        async fn handle<M: MessageHandle>(
+            &self,
+            event: &Event,
+            message: &M,
+        ) -> Result<Outcome, ListenerError> {
+            let delivery = message.delivery_count();
+            self.0.lock().unwrap().push((event.version(), delivery));
+            if event.version() == 1 && delivery == 1 {
+                panic!("a handler bug");
+            }
+            message.ack().await.unwrap();
+            Ok(Outcome::Applied)
+        }
+    }
+    let update = |version: Version| {
+        let Event::TicketUpdated(updated) = bus_suite::event(Subject::TicketUpdated, 1) else {
+            unreachable!("a ticket:updated event");
+        };
+        Event::TicketUpdated(TicketUpdated { version, ..updated })
+    };
+    let bus = EmbeddedBus::new();
+    let listener = std::sync::Arc::new(PanicsOnV1First(std::sync::Mutex::new(Vec::new())));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ack_wait = Duration::from_secs(10);
+    let options = bus_suite::options(ORDERS, &TICKET_SUBJECTS, ack_wait, 4);
+    let member = member::join(&bus, &options).await.unwrap();
+    let running = tokio::spawn(member.run(std::sync::Arc::clone(&listener), stop.clone()));
+    let start = tokio::time::Instant::now();
+    for version in [1, 2] {
+        bus_suite::publish(&bus, &update(version), None).await;
+    }
+    bus_suite::eventually("v2 handled after v1's panic", async || {
+        listener.0.lock().unwrap().contains(&(2, 1)).then_some(())
+    })
+    .await;
+    assert!(
+        start.elapsed() < ack_wait,
+        "v2 waited for v1's redelivery: its lane stayed taken after the panic"
+    );
+    bus_suite::eventually("v1 redelivered and handled", async || {
+        (listener.0.lock().unwrap().len() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(*listener.0.lock().unwrap(), [(1, 1), (2, 1), (1, 2)]);
+    stop.cancel();
+    let report = running.await.unwrap();
+    assert_eq!((report.handled, report.handler_panics), (3, 1));
+}
+
 /// A handler that panics leaves its delivery unsettled: the member runtime counts it, keeps
 /// going, and the bus redelivers the event after the ack wait.
 #[tokio::test(start_paused = true)]

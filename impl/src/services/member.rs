@@ -18,11 +18,13 @@
 //!   then leaves the group. Nothing acknowledged is lost; anything left unsettled (a handler
 //!   that did not settle, or panicked) is redelivered by the bus.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use futures::FutureExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +32,7 @@ use crate::bus::{
     Bus, BusError, Delivery, ListenerOptions, MessageHandle, QueueGroup, Subscription,
 };
 use crate::events::Event;
-use crate::id::Id;
+use crate::id::{Id, IdMap};
 use crate::metrics::Settled;
 use crate::services::listener::Listener;
 use crate::services::update::counted_as;
@@ -104,24 +106,29 @@ impl<S: Subscription> Member<S> {
             options,
         } = self;
         let limit = options.max_in_flight.max(1);
-        let mut handlers = JoinSet::new();
-        let mut lanes = TicketLanes::default();
+        let mut handlers = Handlers::new(listener, options.queue_group.clone());
         let mut report = MemberReport::default();
         loop {
             while let Some(done) = handlers.try_join_next() {
-                count_panic(&mut report, &options, done);
+                handlers.settle(&mut report, done);
             }
-            if handlers.len() >= limit {
+            if handlers.in_flight() >= limit {
                 tokio::select! {
                     biased;
                     () = shutdown.cancelled() => break,
-                    Some(done) = handlers.join_next() => count_panic(&mut report, &options, done),
+                    Some(done) = handlers.join_next() => handlers.settle(&mut report, done),
                 }
                 continue;
             }
             let next = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                // A delivery waiting in a lane starts when the handler before it ends, whether
+                // or not the subscription has more to give.
+                Some(done) = handlers.join_next(), if handlers.lanes.waiting > 0 => {
+                    handlers.settle(&mut report, done);
+                    continue;
+                }
                 next = subscription.next() => next,
             };
             match next {
@@ -143,18 +150,7 @@ impl<S: Subscription> Member<S> {
                     match Event::decode(delivery.delivery.subject(), delivery.delivery.payload()) {
                         Ok(event) => {
                             report.handled += 1;
-                            let listener = Arc::clone(&listener);
-                            let queue_group = options.queue_group.clone();
-                            let (before, ended) = lanes.join(event.ticket_id());
-                            handlers.spawn(counted_as(queue_group.clone(), async move {
-                                if let Some(before) = before {
-                                    // Err only says the sender is gone: the handler ended.
-                                    let _ = before.await;
-                                }
-                                let outcome = listener.handle(&event, &delivery).await;
-                                log_outcome(&queue_group, &event, &delivery, outcome);
-                                drop(ended);
-                            }));
+                            handlers.start_in_turn(event, delivery);
                         }
                         Err(error) => {
                             report.malformed += 1;
@@ -164,17 +160,116 @@ impl<S: Subscription> Member<S> {
                 }
             }
         }
-        // Stop pulling (done: the loop is left), let the running handlers settle, then leave.
+        // Stop pulling (done: the loop is left), let the running handlers, and the deliveries
+        // waiting in their lanes, settle; then leave.
         while let Some(done) = handlers.join_next().await {
-            count_panic(&mut report, &options, done);
+            handlers.settle(&mut report, done);
         }
         drop(subscription);
         report
     }
 }
 
-/// Per ticket, the end of the last handler this member started for it: a new delivery about
-/// the ticket waits for that end before its handler runs.
+/// A decoded delivery, waiting in its ticket's lane or being handled.
+struct Handling<D> {
+    event: Event,
+    delivery: Counted<D>,
+}
+
+/// How a handler ended: its ticket (whose lane moves on) and whether it panicked.
+type Ended = (Id, bool);
+
+/// The member's running handlers, one per ticket at most, and the deliveries waiting behind
+/// them in their [`TicketLanes`].
+struct Handlers<L, D> {
+    listener: Arc<L>,
+    queue_group: QueueGroup,
+    running: JoinSet<Ended>,
+    lanes: TicketLanes<Handling<D>>,
+}
+
+impl<L: Listener, D: Delivery> Handlers<L, D> {
+    fn new(listener: Arc<L>, queue_group: QueueGroup) -> Self {
+        Self {
+            listener,
+            queue_group,
+            running: JoinSet::new(),
+            lanes: TicketLanes::default(),
+        }
+    }
+
+    /// Deliveries this member holds unsettled: handled now or waiting in a lane.
+    fn in_flight(&self) -> usize {
+        self.running.len() + self.lanes.waiting
+    }
+
+    /// Starts the delivery's handler, or, if one of its ticket's is running, queues it behind.
+    fn start_in_turn(&mut self, event: Event, delivery: Counted<D>) {
+        let ticket = event.ticket_id();
+        if let Some(free) = self.lanes.enter(ticket, Handling { event, delivery }) {
+            self.start(ticket, free);
+        }
+    }
+
+    fn start(&mut self, ticket: Id, handling: Handling<D>) {
+        let listener = Arc::clone(&self.listener);
+        let queue_group = self.queue_group.clone();
+        self.running
+            .spawn(counted_as(self.queue_group.clone(), async move {
+                let Handling { event, delivery } = handling;
+                // A panic is caught here, not by the runtime, so the lane learns its ticket and
+                // moves on; the delivery, dropped unsettled, comes back after the ack wait.
+                let handled = AssertUnwindSafe(listener.handle(&event, &delivery))
+                    .catch_unwind()
+                    .await;
+                let panicked = match handled {
+                    Ok(outcome) => {
+                        log_outcome(&queue_group, &event, &delivery, outcome);
+                        false
+                    }
+                    Err(_) => true,
+                };
+                (ticket, panicked)
+            }));
+    }
+
+    fn try_join_next(&mut self) -> Option<Result<Ended, tokio::task::JoinError>> {
+        self.running.try_join_next()
+    }
+
+    async fn join_next(&mut self) -> Option<Result<Ended, tokio::task::JoinError>> {
+        self.running.join_next().await
+    }
+
+    /// Counts how a handler ended and starts the next delivery in its ticket's lane.
+    fn settle(&mut self, report: &mut MemberReport, done: Result<Ended, tokio::task::JoinError>) {
+        match done {
+            Ok((ticket, panicked)) => {
+                if panicked {
+                    report.handler_panics += 1;
+                    tracing::error!(
+                        queue_group = %self.queue_group,
+                        "a handler panicked; its delivery is redelivered after the ack wait"
+                    );
+                }
+                if let Some(next) = self.lanes.leave(ticket) {
+                    self.start(ticket, next);
+                }
+            }
+            // Only a runtime shutting down cancels a handler: no lane needs to move on then.
+            Err(error) => {
+                report.handler_panics += 1;
+                tracing::error!(
+                    queue_group = %self.queue_group,
+                    "a handler was cancelled ({error}); its delivery is redelivered after the ack wait"
+                );
+            }
+        }
+    }
+}
+
+/// Per ticket with a handler running, the deliveries of it that arrived since, in order: a
+/// delivery about a busy ticket waits here, and starts when the one before it ends.
 ///
 /// Why: a ticket's events apply in version (and reservation-number) order, and two of its
 /// deliveries handled at once race. The later one finds the earlier one's write missing, naks
@@ -182,29 +277,53 @@ impl<S: Subscription> Member<S> {
 /// one ticket's updates the misses chain (each one doubles the next wait) until the chain's
 /// tail runs out of deliveries and is dead-lettered long after its gap closed. A lane keeps a
 /// member's own deliveries of a ticket from racing; races across members remain, and cost a
-/// short nak each. A handler that panics drops its end too, so its lane moves on.
-#[derive(Debug, Default)]
-struct TicketLanes {
-    last: HashMap<Id, oneshot::Receiver<()>>,
-    /// The map's size at which ended lanes are dropped (amortised: twice the live lanes).
-    prune_at: usize,
+/// short nak each. A delivery about an idle ticket costs one map insert and one remove.
+struct TicketLanes<T> {
+    busy: IdMap<VecDeque<T>>,
+    /// Deliveries queued in all lanes.
+    waiting: usize,
 }
 
-/// The fewest lanes kept before ended ones are dropped.
-const LANES_KEPT: usize = 64;
-
-impl TicketLanes {
-    /// Joins `ticket`'s lane: the end of the handler to wait for (none: the lane is free), and
-    /// the end of this one, dropped when its handler ends.
-    fn join(&mut self, ticket: Id) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
-        if self.last.len() >= self.prune_at.max(LANES_KEPT) {
-            self.last.retain(|_, end| {
-                matches!(end.try_recv(), Err(oneshot::error::TryRecvError::Empty))
-            });
-            self.prune_at = 2 * self.last.len();
+impl<T> Default for TicketLanes<T> {
+    fn default() -> Self {
+        Self {
+            busy: IdMap::default(),
+            waiting: 0,
         }
-        let (ended, end) = oneshot::channel();
-        (self.last.insert(ticket, end), ended)
+    }
+}
+
+impl<T> TicketLanes<T> {
+    /// Gives `next` back when `ticket`'s lane is free (it is now busy: start `next`), or
+    /// queues it at the lane's end.
+    fn enter(&mut self, ticket: Id, next: T) -> Option<T> {
+        match self.busy.entry(ticket) {
+            Entry::Occupied(mut lane) => {
+                lane.get_mut().push_back(next);
+                self.waiting += 1;
+                None
+            }
+            Entry::Vacant(lane) => {
+                lane.insert(VecDeque::new());
+                Some(next)
+            }
+        }
+    }
+
+    /// `ticket`'s running delivery ended: the next one in its lane to start, or none (the
+    /// lane is free again).
+    fn leave(&mut self, ticket: Id) -> Option<T> {
+        let Entry::Occupied(mut lane) = self.busy.entry(ticket) else {
+            return None;
+        };
+        let next = lane.get_mut().pop_front();
+        match next {
+            Some(_) => self.waiting -= 1,
+            None => {
+                lane.remove();
+            }
+        }
+        next
     }
 }
 
@@ -234,20 +353,6 @@ fn log_outcome<M: MessageHandle>(
                 "listener failed; the event is redelivered"
             );
         }
-    }
-}
-
-fn count_panic(
-    report: &mut MemberReport,
-    options: &ListenerOptions,
-    done: Result<(), tokio::task::JoinError>,
-) {
-    if let Err(error) = done {
-        report.handler_panics += 1;
-        tracing::error!(
-            queue_group = %options.queue_group,
-            "a handler failed ({error}); its delivery is redelivered after the ack wait"
-        );
     }
 }
 

@@ -13,10 +13,9 @@
 //! Lock order, always: reservation shard, then order shard, then the outbox.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::events::{Event, OrderCancelled, OrderCreated};
-use crate::id::Id;
+use crate::id::{Id, IdMap};
 use crate::price::Price;
 use crate::records::{Order, OrderStatus, Record, Reservation, Ticket, TicketReplica, Version};
 use crate::store::{
@@ -29,26 +28,7 @@ use crate::sync::{Arc, Mutex};
 /// Under loom a table has two, which still lets two ids land apart or together.
 const SHARDS: usize = if cfg!(loom) { 2 } else { 64 };
 
-/// A hasher for keys that are already well mixed ([`Id`] hashes as its `mix()`).
-#[derive(Default)]
-struct PremixedHasher(u64);
-
-impl Hasher for PremixedHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached by keys other than `Id`; fold them in FNV-1a style.
-        for byte in bytes {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, mixed: u64) {
-        self.0 = mixed;
-    }
-}
-
-type Shard<V> = Mutex<HashMap<Id, V, BuildHasherDefault<PremixedHasher>>>;
+type Shard<V> = Mutex<IdMap<V>>;
 
 /// One table: records by id, sharded by id.
 struct Table<V> {
