@@ -343,7 +343,9 @@ mod tests {
     }
 
     /// A world built by hand: ticket 0 at v2 (edited once, then reserved by order 0), its
-    /// replica at v1, order 0 active, and three messages in various states.
+    /// replica at v1, order 0 active, and three messages in various states. Over 80 lines
+    /// because it is one fixture written out field by field, to be read beside the model state
+    /// it must abstract to.
     fn hand_built() -> (World, Id, Id) {
         let mut world = World::new(&Config::new(Variant::Reference)).unwrap();
         let (ticket_id, order_id) = (Id::new(), Id::new());
