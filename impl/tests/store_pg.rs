@@ -98,7 +98,10 @@ async fn schema_is_created_on_start_once_even_by_concurrent_starts() {
         .map(|started| started.expect("a concurrent start failed"))
         .collect();
     for store in &stores {
-        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(
+            store.applied_migrations().await.unwrap(),
+            vec![1, 2, 3, 4, 5]
+        );
     }
 
     let created = stores[0].insert(ticket(1, 700), None).await.unwrap();
@@ -106,7 +109,7 @@ async fn schema_is_created_on_start_once_even_by_concurrent_starts() {
     let restarted = PgStore::connect(database.url(), "tickets").await.unwrap();
     assert_eq!(
         restarted.applied_migrations().await.unwrap(),
-        vec![1, 2, 3, 4]
+        vec![1, 2, 3, 4, 5]
     );
     let found = VersionedStore::<Ticket>::find_by_id(&restarted, created.id)
         .await
@@ -146,11 +149,17 @@ async fn two_stores_on_one_database_do_not_collide() {
 }
 
 /// Many tasks reserve one ticket at once, each with its own order: exactly one wins, every
-/// other is told which order holds the ticket, and one reservation change is counted.
-async fn concurrent_reservations_have_one_winner(test: &str, check: ReservationCheck) {
+/// other is told which order holds the ticket, and one reservation change is counted. With
+/// `backstop` false the one-active-order index is removed first, so the check alone decides.
+async fn concurrent_reservations_have_one_winner(
+    test: &str,
+    check: ReservationCheck,
+    backstop: bool,
+) {
     let Some((store, _database)) = pg_store(test, "orders").await else {
         return;
     };
+    store.set_reservation_backstop(backstop).await.unwrap();
     const RESERVERS: u8 = 12;
     let start = Arc::new(Barrier::new(usize::from(RESERVERS)));
     let reservers: Vec<_> = (0..RESERVERS)
@@ -204,14 +213,23 @@ async fn concurrent_reservations_have_one_winner(test: &str, check: ReservationC
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_atomic_reservations_have_one_winner() {
     let test = "concurrent_atomic_reservations_have_one_winner";
-    concurrent_reservations_have_one_winner(test, ReservationCheck::Atomic).await;
+    concurrent_reservations_have_one_winner(test, ReservationCheck::Atomic, true).await;
+}
+
+/// The atomic check holds on its own: without the index, concurrent reservations still have
+/// one winner (each checks for an active order only once it holds the ticket's counter lock,
+/// and sees what the reservations before it committed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_atomic_reservations_without_the_backstop_have_one_winner() {
+    let test = "concurrent_atomic_reservations_without_the_backstop_have_one_winner";
+    concurrent_reservations_have_one_winner(test, ReservationCheck::Atomic, false).await;
 }
 
 /// `racy-reserve` skips the check, but the schema's partial unique index still refuses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_unchecked_reservations_are_stopped_by_the_index() {
     let test = "concurrent_unchecked_reservations_are_stopped_by_the_index";
-    concurrent_reservations_have_one_winner(test, ReservationCheck::Unchecked).await;
+    concurrent_reservations_have_one_winner(test, ReservationCheck::Unchecked, true).await;
 }
 
 /// The lost-update test: workers increment one ticket's price with update-if-current and

@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0004_outbox_quarantine",
         sql: include_str!("../../../migrations/0004_outbox_quarantine.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_order_book_calls",
+        sql: include_str!("../../../migrations/0005_order_book_calls.sql"),
+    },
 ];
 
 impl PgStore {

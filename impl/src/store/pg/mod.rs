@@ -7,13 +7,13 @@
 //!   [`super::StoreError::VersionConflict`] (and the read version itself, a lock holder that rolled
 //!   back, means the save runs again).
 //! - A record change and its outbox event are written by one statement (a data-modifying
-//!   `WITH`), so they commit together or not at all; the order book runs that statement inside
-//!   its transaction.
+//!   `WITH`), so they commit together or not at all; the order book's reservation and
+//!   cancellation are one call each of a server-side function that writes both.
 //! - The orders schema allows one active (not cancelled) order per ticket: a partial unique
 //!   index, whose violation is [`super::StoreError::TicketReserved`]. A reservation or a cancellation
 //!   first locks and increments the ticket's row in `ticket_reservations`, in the same
-//!   transaction as the order write, so one ticket's reservation changes are serialised and
-//!   numbered 1, 2, 3, ... in commit order.
+//!   transaction as the order write (the same function call), so one ticket's reservation
+//!   changes are serialised and numbered 1, 2, 3, ... in commit order.
 //!
 //! Each store lives in its own PostgreSQL schema, selected by `search_path` on every pooled
 //! connection, so the two services can share one database without colliding. On start the
@@ -32,8 +32,9 @@
 //! - `sql`: the text of every statement, as named constants.
 //! - `tables`: how each record kind maps to its table (statements, parameters, rows).
 //! - `records`: find, list, and the one write path every insert and save goes through.
-//! - `order_book`: the reservation and cancellation transactions, the reservation count.
-//! - `outbox`: the relay's reads and deletes, and the LISTEN/NOTIFY wake-up.
+//! - `order_book`: the reservation and cancellation calls, the reservation count.
+//! - `outbox`: the relay's reads and deletes, events as outbox rows, and the LISTEN/NOTIFY
+//!   wake-up.
 //! - `values`: statement parameters, ids as bytes, checked integer conversions.
 //! - `errors`: what failed, named, and how a write that raced is settled.
 

@@ -1,22 +1,25 @@
-//! The orders service's order book on PostgreSQL: the reservation and the cancellation
-//! transactions, the active order of a ticket, and its count of reservation changes.
+//! The orders service's order book on PostgreSQL: the reservation and the cancellation, the
+//! active order of a ticket, and its count of reservation changes.
 //!
 //! The invariant: at most one active (not cancelled) order per ticket, whatever the
 //! application checked (the partial unique index `orders_one_active_per_ticket` refuses a
 //! second one: [`StoreError::TicketReserved`]); and a ticket's reservation changes are
-//! numbered 1, 2, 3, ... in commit order. A reservation or a cancellation first locks and
-//! increments the ticket's row in `ticket_reservations` (an upsert), then writes the order (and
-//! its event, through the one write path), in one transaction: one ticket's changes are
-//! serialised, and an atomic reservation checks for an active order while holding that lock.
+//! numbered 1, 2, 3, ... in commit order. A reservation or a cancellation is one call of a
+//! server-side function (`0005_order_book_calls.sql`), one round trip, in one transaction: it
+//! first locks and increments the ticket's row in `ticket_reservations` (an upsert), then
+//! writes the order and its outbox entry, so one ticket's changes are serialised and an atomic
+//! reservation checks for an active order while holding that lock. A refusal raises, undoing
+//! the counted change; its SQLSTATE says which refusal.
 
-use deadpool_postgres::Transaction;
+use tokio_postgres::error::DbError;
+use tokio_postgres::types::ToSql;
 
 use super::PgStore;
 use super::errors::{Doing, PgError, WriteError};
-use super::records::Write;
+use super::outbox::{RESERVATION_PLACEHOLDER, SplitEvent};
 use super::sql::{
-    ACTIVE_ORDER, ACTIVE_ORDER_ID, COUNT_RESERVATION_CHANGE, DUE_ORDERS,
-    INSERT_ORDER_UNLESS_RESERVED, ORDERS, RESERVATION_COUNT,
+    ACTIVE_ORDER, CANCEL_ORDER, DUE_ORDERS, ORDER_EXISTS, ORDER_NOT_AT_VERSION, RESERVATION_COUNT,
+    RESERVE_TICKET, TICKET_RESERVED,
 };
 use super::tables::PgRecord;
 use super::values::to_u64;
@@ -93,7 +96,7 @@ impl PgStore {
             .transpose()
     }
 
-    /// One attempt at [`OrderBook::reserve`], in one transaction.
+    /// One attempt at [`OrderBook::reserve`]: one call, one round trip.
     async fn try_reserve(
         &self,
         order: &Order,
@@ -102,104 +105,133 @@ impl PgStore {
         outbox: bool,
     ) -> Result<(Order, OrderCreated), WriteError> {
         let doing = Doing::on("reserve", "ticket", order.ticket_id);
-        let failed = |error| self.write_failed(doing, order.reserved_ticket(), error);
         let values = order.values().map_err(|why| self.corrupt(doing, why))?;
-        let mut client = self.client(doing).await?;
-        let transaction = client.transaction().await.map_err(failed)?;
-        let reservation = count_reservation_change(&transaction, order.ticket_id)
+        let placeholder = outbox
+            .then(|| Event::OrderCreated(order.created_event(price, RESERVATION_PLACEHOLDER)));
+        let event = SplitEvent::around_reservation(placeholder.as_ref())
+            .map_err(|why| self.corrupt(doing, why))?;
+        let atomic = matches!(check, ReservationCheck::Atomic);
+        let mut params: Vec<&(dyn ToSql + Sync)> = values.iter().map(as_param).collect();
+        params.push(&atomic);
+        params.extend(event.params());
+        let client = self.client(doing).await?;
+        let statement = client
+            .prepare_cached(RESERVE_TICKET)
             .await
-            .map_err(failed)?;
-        let event = order.created_event(price, reservation);
-        let outboxed = outbox.then(|| Event::OrderCreated(event.clone()));
-        let insert = match check {
-            ReservationCheck::Atomic => INSERT_ORDER_UNLESS_RESERVED,
-            ReservationCheck::Unchecked => ORDERS.insert,
+            .map_err(|error| self.failed(doing, error))?;
+        let row = match client.query_one(&statement, &params).await {
+            Ok(row) => row,
+            Err(error) => return Err(self.reservation_refused(doing, order, error)),
         };
-        let row = self
-            .run_write(
-                &transaction,
-                doing,
-                insert,
-                values,
-                outboxed.as_ref(),
-                order.reserved_ticket(),
-            )
-            .await?;
-        if !self.inserted(doing, row.as_ref())? {
-            // Rolled back when `transaction` drops. The ticket's counter row is still locked
-            // here, so an atomic reservation's answer cannot be overtaken.
-            let holder = transaction
-                .query_opt(ACTIVE_ORDER_ID, &[&order.ticket_id])
-                .await
-                .map_err(failed)?;
-            return Err(match (check, holder) {
-                (ReservationCheck::Atomic, Some(row)) => StoreError::TicketReserved {
-                    ticket_id: order.ticket_id,
-                    order_id: row
-                        .try_get::<_, Id>(0)
-                        .map_err(|error| self.failed(doing, error))?,
-                },
-                _ => StoreError::Duplicate {
-                    kind: Order::KIND,
-                    id: order.id,
-                },
-            }
-            .into());
-        }
-        transaction.commit().await.map_err(failed)?;
-        Ok((order.clone(), event))
+        let changes: i64 = row.try_get(0).map_err(|error| self.failed(doing, error))?;
+        let reservation = to_u64(changes, "reservation").map_err(|why| self.corrupt(doing, why))?;
+        Ok((order.clone(), order.created_event(price, reservation)))
     }
 
-    /// One attempt at [`OrderBook::cancel`], in one transaction.
+    /// What a failed reservation call means: the function's refusals, a second active order
+    /// refused by the index (for the caller to name its holder), or the backend's error.
+    fn reservation_refused(&self, doing: Doing, order: &Order, error: PgError) -> WriteError {
+        match raised(&error) {
+            Some((TICKET_RESERVED, holder)) => match holder.parse::<Id>() {
+                Ok(order_id) => StoreError::TicketReserved {
+                    ticket_id: order.ticket_id,
+                    order_id,
+                }
+                .into(),
+                Err(why) => self.corrupt(doing, why.to_string()).into(),
+            },
+            Some((ORDER_EXISTS, _)) => StoreError::Duplicate {
+                kind: Order::KIND,
+                id: order.id,
+            }
+            .into(),
+            _ => self.write_failed(doing, order.reserved_ticket(), error),
+        }
+    }
+
+    /// One attempt at [`OrderBook::cancel`]: one call, one round trip.
     async fn try_cancel(
         &self,
         order: &Order,
         outbox: bool,
     ) -> Result<(Order, OrderCancelled), WriteError> {
         let doing = Doing::on("cancel", Order::KIND, order.id);
-        let failed = |error| self.write_failed(doing, order.reserved_ticket(), error);
         let cancelled = Order {
             status: OrderStatus::Cancelled,
             ..order.clone()
         };
-        let mut client = self.client(doing).await?;
-        let transaction = client.transaction().await.map_err(failed)?;
-        let reservation = count_reservation_change(&transaction, order.ticket_id)
+        let values = cancelled.values().map_err(|why| self.corrupt(doing, why))?;
+        let placeholder =
+            outbox.then(|| Event::OrderCancelled(order.cancelled_event(RESERVATION_PLACEHOLDER)));
+        let event = SplitEvent::around_reservation(placeholder.as_ref())
+            .map_err(|why| self.corrupt(doing, why))?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = values.iter().map(as_param).collect();
+        params.extend(event.params());
+        let client = self.client(doing).await?;
+        let statement = client
+            .prepare_cached(CANCEL_ORDER)
             .await
-            .map_err(failed)?;
-        let event = order.cancelled_event(reservation);
-        let outboxed = outbox.then(|| Event::OrderCancelled(event.clone()));
-        // On any error the transaction drops, rolling back the counted change.
-        let version = self
-            .write(
-                &transaction,
-                doing,
-                Write::Save,
-                &cancelled,
-                outboxed.as_ref(),
-            )
-            .await?;
-        transaction.commit().await.map_err(failed)?;
+            .map_err(|error| self.failed(doing, error))?;
+        let row = match client.query_one(&statement, &params).await {
+            Ok(row) => row,
+            Err(error) => return Err(self.cancel_refused(doing, order, error)),
+        };
+        let number = |index: usize, what: &str| -> Result<u64, StoreError> {
+            let value: i64 = row
+                .try_get(index)
+                .map_err(|error| self.failed(doing, error))?;
+            to_u64(value, what).map_err(|why| self.corrupt(doing, why))
+        };
+        let reservation = number(0, "reservation")?;
+        let version = number(1, "version")?;
         Ok((
             Order {
                 version,
                 ..cancelled
             },
-            event,
+            order.cancelled_event(reservation),
         ))
+    }
+
+    /// What a failed cancellation call means: an update-if-current that matched no row
+    /// (the version stored now tells a missing order from a conflict, and the version read,
+    /// still stored, a writer that rolled back: run again), or the backend's error.
+    fn cancel_refused(&self, doing: Doing, order: &Order, error: PgError) -> WriteError {
+        let Some((ORDER_NOT_AT_VERSION, stored)) = raised(&error) else {
+            return self.write_failed(doing, order.reserved_ticket(), error);
+        };
+        if stored.is_empty() {
+            return StoreError::NotFound {
+                kind: Order::KIND,
+                id: order.id,
+            }
+            .into();
+        }
+        match stored.parse::<u64>() {
+            Ok(found) if found == order.version => WriteError::Raced,
+            Ok(found) => StoreError::VersionConflict {
+                kind: Order::KIND,
+                id: order.id,
+                expected: order.version,
+                found,
+            }
+            .into(),
+            Err(why) => self
+                .corrupt(doing, format!("stored version {stored:?}: {why}"))
+                .into(),
+        }
     }
 }
 
-/// Locks the ticket's reservation counter row (creating it at 1) and counts one change.
-async fn count_reservation_change(
-    transaction: &Transaction<'_>,
-    ticket_id: Id,
-) -> Result<Reservation, PgError> {
-    let statement = transaction.prepare_cached(COUNT_RESERVATION_CHANGE).await?;
-    let changes: i64 = transaction
-        .query_one(&statement, &[&ticket_id])
-        .await?
-        .try_get(0)?;
-    // The column's CHECK keeps it positive.
-    Ok(changes.unsigned_abs())
+fn as_param(value: &super::values::Value) -> &(dyn ToSql + Sync) {
+    value
+}
+
+/// The SQLSTATE and DETAIL of an error an order-book function raised, if it is one.
+fn raised(error: &PgError) -> Option<(&str, &str)> {
+    let db: &DbError = error.as_db_error()?;
+    let code = db.code().code();
+    [TICKET_RESERVED, ORDER_EXISTS, ORDER_NOT_AT_VERSION]
+        .contains(&code)
+        .then(|| (code, db.detail().unwrap_or("")))
 }

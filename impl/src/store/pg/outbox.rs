@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::Notify;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::PgStore;
@@ -24,6 +25,7 @@ use super::errors::Doing;
 use super::sql::{MARK_PUBLISHED, PENDING_OUTBOX, QUARANTINE, QUARANTINED, listen};
 use super::values::{Value, to_u64};
 use crate::events::Event;
+use crate::records::Reservation;
 use crate::store::{Outbox, OutboxEntry, Quarantined, StoreError, note_quarantined};
 
 impl Outbox for PgStore {
@@ -111,6 +113,56 @@ pub(super) fn outbox_values(event: &Event) -> Result<[Value; 2], String> {
     ])
 }
 
+/// A reservation number no ticket reaches: it stands for the number an order-book call will
+/// count, in the event [`SplitEvent::around_reservation`] splits.
+pub(super) const RESERVATION_PLACEHOLDER: Reservation = Reservation::MAX;
+
+/// An order-book event as the server-side call takes it: its subject, and its payload's text
+/// before and after the reservation number, which the call counts and puts between them. All
+/// `None`: no event.
+pub(super) struct SplitEvent {
+    pub(super) subject: Option<&'static str>,
+    pub(super) head: Option<String>,
+    pub(super) tail: Option<String>,
+}
+
+impl SplitEvent {
+    /// Splits `event`, whose reservation number is [`RESERVATION_PLACEHOLDER`], around that
+    /// number. The placeholder is found as the `reservation` key's value: inside a JSON
+    /// string a quote is escaped, so no string field can hold that text.
+    pub(super) fn around_reservation(event: Option<&Event>) -> Result<Self, String> {
+        let Some(event) = event else {
+            return Ok(Self {
+                subject: None,
+                head: None,
+                tail: None,
+            });
+        };
+        let payload = event.encode().map_err(|error| error.to_string())?;
+        let payload = String::from_utf8(payload).map_err(|error| error.to_string())?;
+        let key = "\"reservation\":";
+        let field = format!("{key}{RESERVATION_PLACEHOLDER}");
+        let mut found = payload.match_indices(&field);
+        let (Some((at, _)), None) = (found.next(), found.next()) else {
+            return Err(format!(
+                "the {} payload does not hold one reservation field: {payload}",
+                event.subject()
+            ));
+        };
+        let number_at = at + key.len();
+        Ok(Self {
+            subject: Some(event.subject().as_str()),
+            head: Some(payload[..number_at].to_owned()),
+            tail: Some(payload[number_at + field.len() - key.len()..].to_owned()),
+        })
+    }
+
+    /// The three statement parameters: subject, head, tail.
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 3] {
+        [&self.subject, &self.head, &self.tail]
+    }
+}
+
 /// Aborts its task when dropped: the listener stops with the store.
 pub(super) struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -181,5 +233,60 @@ async fn outbox_listener(
             }
         }
         tokio::time::sleep(retry).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::price::Price;
+    use crate::records::{Order, OrderStatus, Timestamp, UserId};
+
+    /// An order whose user id holds the placeholder's digits and the key's text, to be
+    /// mistaken for the field if anything could be.
+    fn order() -> Order {
+        Order {
+            id: "5f8d0d55b54764421b7156ca".parse().unwrap(),
+            user_id: UserId::new(format!("\"reservation\":{RESERVATION_PLACEHOLDER}")),
+            status: OrderStatus::Created,
+            expires_at: Timestamp::from_unix_millis(1_795_791_600_000),
+            ticket_id: "5f8d0d55b54764421b7156c9".parse().unwrap(),
+            version: 0,
+        }
+    }
+
+    fn joined(split: &SplitEvent, reservation: Reservation) -> String {
+        let (Some(head), Some(tail)) = (&split.head, &split.tail) else {
+            panic!("no payload");
+        };
+        format!("{head}{reservation}{tail}")
+    }
+
+    #[test]
+    fn a_split_payload_joined_around_the_number_is_the_events_own_encoding() {
+        fn created(order: &Order, reservation: Reservation) -> Event {
+            let price = Price::from_cents(1050).unwrap();
+            Event::OrderCreated(order.created_event(price, reservation))
+        }
+        fn cancelled(order: &Order, reservation: Reservation) -> Event {
+            Event::OrderCancelled(order.cancelled_event(reservation))
+        }
+        let cases: [fn(&Order, Reservation) -> Event; 2] = [created, cancelled];
+        for event_at in cases {
+            let order = order();
+            let placeholder = event_at(&order, RESERVATION_PLACEHOLDER);
+            let split = SplitEvent::around_reservation(Some(&placeholder)).unwrap();
+            assert_eq!(split.subject, Some(placeholder.subject().as_str()));
+            for reservation in [1, 7, 1234] {
+                let expected = event_at(&order, reservation).encode().unwrap();
+                assert_eq!(joined(&split, reservation).as_bytes(), expected.as_slice());
+            }
+        }
+    }
+
+    #[test]
+    fn no_event_is_no_parameters() {
+        let split = SplitEvent::around_reservation(None).unwrap();
+        assert!(split.subject.is_none() && split.head.is_none() && split.tail.is_none());
     }
 }

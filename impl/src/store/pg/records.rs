@@ -1,8 +1,9 @@
 //! Reading and writing records: find, list, and the one write path that every insert and
-//! save (and the order book's reservation and cancellation) goes through.
+//! save goes through (the order book's reservation and cancellation are calls of their own,
+//! `order_book`).
 //!
 //! The invariant: a record change and its outbox event are one statement. [`PgStore::run_write`]
-//! is the only place a write meets its event: it runs the write's `with_event` form, whose
+//! is the only place a record's write meets its event: it runs the write's `with_event` form, whose
 //! outbox insert reads the rows the write returned, so the event is stored exactly when the
 //! change is, and neither without the other. A save is update-if-current: it stores version + 1
 //! only where the stored version is the one the record was read at, and when it matches no row
@@ -118,8 +119,8 @@ impl PgStore {
         .await
     }
 
-    /// One attempt at `write` of `record` (and `event`, in the same statement) on `client`: a
-    /// pooled connection, or the transaction of an order-book change. Returns the version
+    /// One attempt at `write` of `record` (and `event`, in the same statement) on `client`.
+    /// Returns the version
     /// stored (an insert's is the record's own; a save's, the row's it wrote), so no write
     /// copies the record it was given.
     pub(super) async fn write<R: PgRecord>(

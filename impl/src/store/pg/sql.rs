@@ -4,7 +4,9 @@
 //! The invariant: a write that carries an event has a second form, the same statement with
 //! the event's insert into the outbox as a further data-modifying `WITH` query that reads the
 //! rows the write returned (`outboxed!`): the outbox entry is written exactly when the record
-//! change is, in one statement. The write and its event are never two statements.
+//! change is, in one statement. The write and its event are never two statements, except
+//! inside the order book's functions (`0005_order_book_calls.sql`), which write both in the
+//! one transaction of their call.
 //!
 //! Parameters are a record's values in column order, `id` first (see
 //! [`super::tables::PgRecord::values`]); a write's event follows as two more, its subject and
@@ -226,25 +228,31 @@ pub(super) const ACTIVE_ORDER: &str = concat!(
     " FROM orders WHERE ticket_id = $1 AND status <> 'cancelled' LIMIT 1"
 );
 
-/// The id of the active order on ticket `$1`.
-pub(super) const ACTIVE_ORDER_ID: &str =
-    "SELECT id FROM orders WHERE ticket_id = $1 AND status <> 'cancelled' LIMIT 1";
+/// The reservation in one call (function `reserve_ticket`, `0005_order_book_calls.sql`): the
+/// order's values in column order, then whether the check is atomic, then the event's subject
+/// and its payload's text before and after the reservation number (all three NULL: no
+/// event). Answers the reservation number counted; a refusal is an error, [`TICKET_RESERVED`]
+/// or [`ORDER_EXISTS`].
+pub(super) const RESERVE_TICKET: &str =
+    "SELECT reserve_ticket($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
-/// The atomic reservation's insert: nothing when the ticket has an active order (checked
-/// while the ticket's counter row is locked) or the id exists. The parameters are typed
-/// here, as `SELECT` does not infer them from the columns.
-pub(super) const INSERT_ORDER_UNLESS_RESERVED: WriteSql = insert_sql!(
-    concat!(
-        "INSERT INTO orders (",
-        order_columns!(),
-        ") SELECT $1::bytea, $2::text, $3::text, $4::bigint, $5::bytea, $6::bigint \
-         WHERE NOT EXISTS (SELECT 1 FROM orders WHERE ticket_id = $5 AND status <> 'cancelled')"
-    ),
-    outbox: "$7::text, $8::text::json"
-);
+/// The cancellation in one call (function `cancel_order`): the cancelled order's values in
+/// column order (`version` the one read), then the event's subject and payload around the
+/// reservation number. Answers the reservation number and the version stored; an update that
+/// matched no row is error [`ORDER_NOT_AT_VERSION`].
+pub(super) const CANCEL_ORDER: &str =
+    "SELECT reservation, version FROM cancel_order($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-/// Locks ticket `$1`'s reservation counter row (creating it at 1) and counts one change.
-pub(super) const COUNT_RESERVATION_CHANGE: &str = "INSERT INTO ticket_reservations (ticket_id, changes) VALUES ($1, 1) ON CONFLICT (ticket_id) DO UPDATE SET changes = ticket_reservations.changes + 1 RETURNING changes";
+/// The atomic reservation found an active order on the ticket; the error's DETAIL is that
+/// order's id in hex.
+pub(super) const TICKET_RESERVED: &str = "TK001";
+
+/// The reservation's order id exists.
+pub(super) const ORDER_EXISTS: &str = "TK002";
+
+/// The cancellation's update matched no row; the error's DETAIL is the version stored now
+/// (empty: no such order).
+pub(super) const ORDER_NOT_AT_VERSION: &str = "TK003";
 
 /// How many reservation changes ticket `$1` has had (no row: none).
 pub(super) const RESERVATION_COUNT: &str =
@@ -340,10 +348,7 @@ mod tests {
 
     #[test]
     fn only_the_with_event_forms_write_the_outbox_from_the_rows_written() {
-        let writes = TABLES
-            .iter()
-            .flat_map(|table| [table.insert, table.save])
-            .chain([INSERT_ORDER_UNLESS_RESERVED]);
+        let writes = TABLES.iter().flat_map(|table| [table.insert, table.save]);
         for write in writes {
             assert!(!write.alone.contains("outbox"), "{}", write.alone);
             let written = if write.alone.starts_with("UPDATE") {
