@@ -309,11 +309,11 @@ fn observe_broker(world: &World, state: &mut State, problems: &mut Vec<String>) 
                 continue;
             }
         };
-        state.messages.push(Message {
+        state.messages.push(Message::new(
             event,
             status,
-            deliveries: u8::try_from(deliveries).unwrap_or(u8::MAX),
-        });
+            u8::try_from(deliveries).unwrap_or(u8::MAX),
+        ));
     }
 }
 
@@ -483,11 +483,9 @@ mod tests {
                 1,
             ),
         ] {
-            expected.messages.push(Message {
-                event,
-                status,
-                deliveries,
-            });
+            expected
+                .messages
+                .push(Message::new(event, status, deliveries));
         }
         expected.budget = Budget {
             tickets: 3,

@@ -160,7 +160,7 @@ impl Replay {
             if message.status != Status::Pending {
                 continue;
             }
-            let group = message.event.group();
+            let group = message.event().group();
             for member in 0..members {
                 if self.state.group_members(group)[member] != Member::Idle {
                     continue;

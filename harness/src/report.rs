@@ -60,7 +60,7 @@ fn message(message: Option<&Message>) -> String {
         };
         format!(
             "{} {status}, {} deliveries",
-            describe_event(&m.event),
+            describe_event(&m.event()),
             m.deliveries
         )
     })
@@ -412,14 +412,14 @@ mod tests {
             status: OrderStatus::Created,
             version: 0,
         });
-        state.messages.push(Message {
-            event: Event::TicketCreated {
+        state.messages.push(Message::new(
+            Event::TicketCreated {
                 ticket: 0,
                 price: 0,
             },
-            status: Status::Acked,
-            deliveries: 0,
-        });
+            Status::Acked,
+            0,
+        ));
         state
     }
 

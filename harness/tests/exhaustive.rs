@@ -185,7 +185,7 @@ fn probes_at(model: &TicketingModel, state: &State) -> usize {
         if message.status != Status::Pending {
             continue;
         }
-        let group = message.event.group();
+        let group = message.event().group();
         for member in 0..members {
             let deliver = Action::Deliver {
                 group,

@@ -72,7 +72,7 @@ impl Weights {
             Status::Pending | Status::InFlight => {
                 self.max_deliver
                     .saturating_sub(u64::from(message.deliveries))
-                    * self.delivery(message.event.group())
+                    * self.delivery(message.event().group())
             }
             Status::Acked | Status::Dead => 0,
         }

@@ -293,16 +293,72 @@ pub enum Status {
 }
 
 /// A message in the stream, with its consumer state in the group that listens on it.
+///
+/// It keeps its event's [`Event::key`] beside the event, computed once when the message is
+/// made (and again when the symmetry renames its ticket): the key is read by every message of
+/// every successor, for the symmetry's sort and for both of stateright's fingerprints, and
+/// computing it from the `Event` was a sixth of a proof's instructions. The event is therefore
+/// private: [`Message::new`] and [`Message::set_event`] are the only ways to write it.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
+#[serde(from = "MessageFields", into = "MessageFields")]
 pub struct Message {
     /// The event.
-    pub event: Event,
+    event: Event,
     /// Its consumer state.
     pub status: Status,
     /// Deliveries so far.
     pub deliveries: u8,
+    /// `event.key()` (the default event's key is 0, so the default message is consistent).
+    event_key: u64,
+}
+
+/// A message as it is written and read (JSON traces, the harness): without the cached key.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct MessageFields {
+    event: Event,
+    status: Status,
+    deliveries: u8,
+}
+
+impl From<MessageFields> for Message {
+    fn from(fields: MessageFields) -> Self {
+        Message::new(fields.event, fields.status, fields.deliveries)
+    }
+}
+
+impl From<Message> for MessageFields {
+    fn from(message: Message) -> Self {
+        MessageFields {
+            event: message.event,
+            status: message.status,
+            deliveries: message.deliveries,
+        }
+    }
+}
+
+impl Message {
+    /// A message carrying `event`, with its consumer state.
+    pub const fn new(event: Event, status: Status, deliveries: u8) -> Self {
+        Message {
+            event,
+            status,
+            deliveries,
+            event_key: event.key(),
+        }
+    }
+
+    /// The event.
+    pub const fn event(&self) -> Event {
+        self.event
+    }
+
+    /// Replaces the event (the symmetry renaming its ticket), keeping the key in step.
+    pub fn set_event(&mut self, event: Event) {
+        self.event = event;
+        self.event_key = event.key();
+    }
 }
 
 /// A ticket in the tickets service's store.
@@ -573,11 +629,21 @@ impl Event {
 impl Message {
     /// A key that orders messages totally (for the symmetry representative).
     pub(crate) const fn sort_key(&self) -> u64 {
-        self.event.key() << 16 | (self.status as u64) << 8 | self.deliveries as u64
+        self.event_key << 16 | (self.status as u64) << 8 | self.deliveries as u64
     }
 }
 
 impl Member {
+    /// A key that orders members totally, idle last (for the symmetry representative): a busy
+    /// member's eight bytes, big-endian (its message index first), and `u64::MAX`, which no
+    /// busy member reaches (its message index is below `MAX_MESSAGES`), for idle.
+    pub(crate) fn sort_key(&self) -> u64 {
+        match self {
+            Member::Idle => u64::MAX,
+            Member::Busy { .. } => u64::from_be_bytes(self.pack()),
+        }
+    }
+
     /// Eight bytes that determine the member: idle is all zero, a busy member's step tag
     /// (1-4) is never zero.
     fn pack(&self) -> [u8; 8] {

@@ -188,7 +188,7 @@ fn orders_service_lines(state: &State, members: usize) -> Vec<String> {
 fn broker_lines(state: &State) -> Vec<String> {
     let mut lines = Vec::new();
     for (index, message) in state.messages.as_slice().iter().enumerate() {
-        lines.push(format!("{index}: {}", describe_event(&message.event)));
+        lines.push(format!("{index}: {}", describe_event(&message.event())));
         lines.push(format!("    {}", message_status(message)));
     }
     lines

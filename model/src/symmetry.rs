@@ -17,17 +17,24 @@
 use stateright::Representative;
 
 use crate::state::{
-    Event, MAX_MEMBERS, MAX_MESSAGES, MAX_TICKETS, MAX_VERSIONS, Member, MessageIx, State, Step,
-    TicketIx,
+    Event, MAX_MEMBERS, MAX_MESSAGES, MAX_TICKETS, MAX_VERSIONS, Member, Message, MessageIx, State,
+    Step, TicketIx,
 };
 
 impl Representative for State {
     fn representative(&self) -> Self {
         let mut state = self.clone();
-        if state.tickets.len() > 1 {
-            permute_tickets(&mut state);
-        }
-        permute_messages(&mut state);
+        let renamed = state.tickets.len() > 1 && permute_tickets(&mut state);
+        // The messages are permuted from a copy of themselves only if the tickets' renaming
+        // changed them; otherwise from `self`'s (a copy of the stream per successor saved).
+        let copy;
+        let messages = if renamed {
+            copy = state.messages;
+            &copy
+        } else {
+            &self.messages
+        };
+        permute_messages(&mut state, messages.as_slice());
         for members in &mut state.members {
             sort_members(members);
         }
@@ -37,12 +44,14 @@ impl Representative for State {
 }
 
 /// Sorts a group's members busy first (so they stay within the configured member slots),
-/// then by what they hold, comparing each member's [`member_key`] (computed once, not per
+/// then by what they hold, comparing each member's `Member::sort_key` (computed once, not per
 /// comparison); most successors change one member, so the group is usually sorted already.
+/// Any key that is injective on members gives the same classes (the sorted group is the same
+/// multiset in a fixed order), so the key is the member's packed word, not its derived order.
 fn sort_members(members: &mut [Member; MAX_MEMBERS]) {
-    let mut keys = [0u128; MAX_MEMBERS];
+    let mut keys = [0u64; MAX_MEMBERS];
     for (key, member) in keys.iter_mut().zip(members.iter()) {
-        *key = member_key(member);
+        *key = member.sort_key();
     }
     if keys.is_sorted() {
         return;
@@ -58,78 +67,16 @@ fn sort_members(members: &mut [Member; MAX_MEMBERS]) {
     }
 }
 
-/// A key whose order is `(member == Idle, member)`'s derived order: the fields in their
-/// declared order, big-endian, with `None` below every `Some`.
-fn member_key(member: &Member) -> u128 {
-    let Member::Busy {
-        message,
-        delivery,
-        acked,
-        step,
-    } = *member
-    else {
-        return 1 << 120;
-    };
-    let (tag, args) = match step {
-        Step::Read => (0, [0; 5]),
-        Step::Save { read_version } => (1, [read_version, 0, 0, 0, 0]),
-        Step::Publish { event } => (2, event_key(event)),
-        Step::Ack => (3, [0; 5]),
-    };
-    let [a, b, c, d, e] = args;
-    u128::from_be_bytes([
-        0,
-        message,
-        delivery,
-        u8::from(acked),
-        tag,
-        a,
-        b,
-        c,
-        d,
-        e,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ])
-}
-
-/// An event's fields in declared order (its variant first), `None` as 0 and `Some(x)` as
-/// `x + 1`: byte order is the derived order.
-fn event_key(event: Event) -> [u8; 5] {
-    match event {
-        Event::TicketCreated { ticket, price } => [0, ticket, price, 0, 0],
-        Event::TicketUpdated {
-            ticket,
-            version,
-            price,
-            order,
-        } => [1, ticket, version, price, order.map_or(0, |o| o + 1)],
-        Event::OrderCreated {
-            order,
-            ticket,
-            reservation,
-        } => [2, order, ticket, reservation, 0],
-        Event::OrderCancelled {
-            order,
-            ticket,
-            reservation,
-        } => [3, order, ticket, reservation, 0],
-    }
-}
-
 /// Orders messages by content and status, and renames them in the members that hold them.
 /// Each message's sort key is shifted past a byte holding its index: the keys are then
 /// distinct, a plain `u64` sort orders them as the stable sort by key would, and the index
 /// rides along (this runs for every successor, and few successors' streams are in order).
-fn permute_messages(state: &mut State) {
-    let count = state.messages.len();
+/// `old` is the stream as `state` holds it on entry.
+fn permute_messages(state: &mut State, old: &[Message]) {
+    let count = old.len();
     let mut keys = [0u64; MAX_MESSAGES];
     let mut sorted = true;
-    for (index, message) in state.messages.as_slice().iter().enumerate() {
+    for (index, message) in old.iter().enumerate() {
         let key = message.sort_key() << 8 | index as u64;
         sorted &= index == 0 || keys[index - 1] < key;
         keys[index] = key;
@@ -147,12 +94,11 @@ fn permute_messages(state: &mut State) {
         keys[at] = key;
     }
     let mut rename = [0 as MessageIx; MAX_MESSAGES];
-    let old = state.messages;
     let messages = state.messages.as_mut_slice();
     for (new, key) in keys[..count].iter().enumerate() {
         let old_ix = (key & 0xff) as usize;
         rename[old_ix] = new as MessageIx;
-        messages[new] = old.as_slice()[old_ix];
+        messages[new] = old[old_ix];
     }
     for members in &mut state.members {
         for member in members.iter_mut() {
@@ -164,7 +110,8 @@ fn permute_messages(state: &mut State) {
 }
 
 /// Orders tickets by everything known about each of them alone, and renames them everywhere.
-fn permute_tickets(state: &mut State) {
+/// Says whether it changed anything.
+fn permute_tickets(state: &mut State) -> bool {
     let count = state.tickets.len();
     // Each ticket's key once (a comparison of two arrays, not of six-field tuples), in
     // fixed arrays: this runs for every successor of a multi-ticket check.
@@ -173,7 +120,7 @@ fn permute_tickets(state: &mut State) {
         *key = ticket_key(state, ticket);
     }
     if keys[..count].is_sorted() {
-        return;
+        return false;
     }
     let mut order = [0usize; MAX_TICKETS];
     for (slot, ticket) in order.iter_mut().zip(0..count) {
@@ -220,7 +167,7 @@ fn permute_tickets(state: &mut State) {
         }
     }
     for message in state.messages.as_mut_slice() {
-        message.event = rename_event(message.event, &map);
+        message.set_event(rename_event(message.event(), &map));
     }
     for members in &mut state.members {
         for member in members.iter_mut() {
@@ -233,6 +180,7 @@ fn permute_tickets(state: &mut State) {
             }
         }
     }
+    true
 }
 
 /// Bytes in a ticket's sort key.

@@ -182,7 +182,7 @@ fn diff_broker(last: &State, action: &Action, next: &State, changes: &mut Vec<St
         let Some(before) = last.messages.get(index) else {
             changes.push(format!(
                 "published message {index}: {}",
-                describe_event(&after.event)
+                describe_event(&after.event())
             ));
             continue;
         };

@@ -167,7 +167,7 @@ fn opening(view: &StepView, request: Option<char>, marks: &mut Vec<Mark>) {
                 kind: ArrowKind::Deliver,
                 text: format!(
                     "deliver #{message} {}, delivery {}",
-                    describe_event(&before.event),
+                    describe_event(&before.event()),
                     before.deliveries + 1
                 ),
             });
@@ -199,7 +199,7 @@ fn opening(view: &StepView, request: Option<char>, marks: &mut Vec<Mark>) {
         Action::Save { group, member } if stores_unchanged(view) => {
             if let Some((message, Step::Save { read_version }, _)) = held(view.last, group, member)
             {
-                let ticket = message_at(view.last, message).event.ticket();
+                let ticket = message_at(view.last, message).event().ticket();
                 marks.push(note(
                     NoteKind::Alarm,
                     format!(
@@ -374,7 +374,7 @@ fn publishes(view: &StepView, history: &mut History, marks: &mut Vec<Mark>) {
         .iter()
         .zip(published)
     {
-        let event = describe_event(&message.event);
+        let event = describe_event(&message.event());
         let (from, kind, text) = match view.action {
             Action::DuplicatePublish { message: original } => (
                 history
@@ -416,7 +416,7 @@ fn decision(view: &StepView, wrote: bool, marks: &mut Vec<Mark>) {
         },
         _ => return,
     };
-    let ticket = message_at(view.last, message).event.ticket();
+    let ticket = message_at(view.last, message).event().ticket();
     let record = record(group, ticket);
     let after = view.next.group_members(group)[usize::from(member)];
     let text = match after {
@@ -486,7 +486,7 @@ fn settle(view: &StepView, marks: &mut Vec<Mark>) {
         (Action::Deliver { .. }, _, _) => match returned(view, message) {
             // Failed on receipt: say what the member found, which is why.
             Some(outcome) => {
-                let ticket = message_at(view.last, message).event.ticket();
+                let ticket = message_at(view.last, message).event().ticket();
                 let found = record_at(view.last, group, ticket);
                 (
                     ArrowKind::Nak,

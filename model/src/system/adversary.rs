@@ -52,7 +52,7 @@ impl TicketingModel {
     /// broker's dedup window (or a broker redelivering a settled message).
     pub(crate) fn duplicate_publish(&self, state: &mut State, message: MessageIx) {
         state.budget.duplicates -= 1;
-        let event = state.messages.as_slice()[usize::from(message)].event;
+        let event = state.messages.as_slice()[usize::from(message)].event();
         append(state, event, false);
     }
 }

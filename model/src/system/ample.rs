@@ -117,7 +117,7 @@ impl TicketingModel {
         };
         let messages = state.messages.as_slice();
         let message = messages[usize::from(holding.message)];
-        let Event::TicketUpdated { ticket, .. } = message.event else {
+        let Event::TicketUpdated { ticket, .. } = message.event() else {
             return false;
         };
         let current = message.status == Status::InFlight
@@ -133,12 +133,11 @@ impl TicketingModel {
         {
             return false;
         }
-        let same_event = |event: &Event| *event == message.event;
-        let other_copy = messages
-            .iter()
-            .enumerate()
-            .any(|(ix, other)| ix != usize::from(holding.message) && same_event(&other.event))
-            || state
+        let same_event = |event: &Event| *event == message.event();
+        let other_copy =
+            messages.iter().enumerate().any(|(ix, other)| {
+                ix != usize::from(holding.message) && same_event(&other.event())
+            }) || state
                 .outboxes
                 .iter()
                 .any(|outbox| outbox.as_slice().iter().any(same_event));
@@ -155,7 +154,7 @@ impl TicketingModel {
                 match busy(state, group, other) {
                     None => true,
                     Some((held, step)) => {
-                        let about_ticket = messages[usize::from(held.message)].event.ticket()
+                        let about_ticket = messages[usize::from(held.message)].event().ticket()
                             == ticket
                             && held.message != holding.message;
                         held.message != holding.message

@@ -26,7 +26,7 @@ impl TicketingModel {
         let record = &mut state.messages.as_mut_slice()[usize::from(message)];
         record.deliveries += 1;
         record.status = Status::InFlight;
-        let (event, delivery) = (record.event, record.deliveries);
+        let (event, delivery) = (record.event(), record.deliveries);
         if self.variant().acks_after_save() {
             let decision = self.decide(state, event);
             let holding = Holding {
@@ -83,13 +83,9 @@ pub(super) fn append(state: &mut State, event: Event, dedup: bool) {
             .messages
             .as_slice()
             .iter()
-            .any(|message| message.event == event)
+            .any(|message| message.event() == event)
     {
         return;
     }
-    state.messages.push(Message {
-        event,
-        status: Status::Pending,
-        deliveries: 0,
-    });
+    state.messages.push(Message::new(event, Status::Pending, 0));
 }

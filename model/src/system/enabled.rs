@@ -109,9 +109,9 @@ impl TicketingModel {
             match message.status {
                 Status::Pending => {
                     let applicable = !variant.acks_after_save()
-                        || self.decide(state, message.event) != Decision::Wait;
+                        || self.decide(state, message.event()) != Decision::Wait;
                     if applicable {
-                        self.deliveries(state, message.event.group(), message_ix, visit)?;
+                        self.deliveries(state, message.event().group(), message_ix, visit)?;
                     }
                 }
                 Status::InFlight => {

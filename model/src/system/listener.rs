@@ -186,7 +186,7 @@ impl TicketingModel {
         holding: Holding,
         decision: Decision,
     ) {
-        let event = state.messages.as_slice()[usize::from(holding.message)].event;
+        let event = state.messages.as_slice()[usize::from(holding.message)].event();
         let next = match decision {
             Decision::Insert => {
                 if let Event::TicketCreated { ticket, price } = event {

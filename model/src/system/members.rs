@@ -16,7 +16,7 @@ impl TicketingModel {
     /// and decides.
     pub(crate) fn read(&self, state: &mut State, group: Group, member: u8) -> Option<()> {
         let (holding, _) = busy(state, group, member)?;
-        let event = state.messages.as_slice()[usize::from(holding.message)].event;
+        let event = state.messages.as_slice()[usize::from(holding.message)].event();
         let decision = self.decide(state, event);
         self.follow(state, group, member, holding, decision);
         Some(())
@@ -31,7 +31,7 @@ impl TicketingModel {
         let Step::Save { read_version } = step else {
             return None;
         };
-        let event = state.messages.as_slice()[usize::from(holding.message)].event;
+        let event = state.messages.as_slice()[usize::from(holding.message)].event();
         match self.update_if_current(state, event, read_version) {
             Ok(published) => {
                 let uses_outbox = self.variant().uses_outbox();
