@@ -4,8 +4,8 @@
 //! are asserted: a change that adds a round trip to a hot path fails here.
 //!
 //! A round trip is a client message that the server must answer (`Sync` or `Query`, each
-//! answered by `ReadyForQuery`) sent while no such answer is outstanding: requests pipelined
-//! behind another share its round trip. Each test warms its statements first (a statement is
+//! answered by `ReadyForQuery`, or first by `ErrorResponse` when it fails) sent while no such
+//! answer is outstanding: requests pipelined behind another share its round trip. Each test warms its statements first (a statement is
 //! prepared once per pooled connection), on a pool of one connection.
 #![cfg(not(loom))]
 
@@ -191,6 +191,10 @@ async fn relay_connection(client: TcpStream, server: TcpStream, wire: Arc<Wire>)
             typed: true,
         };
         let mut chunk = vec![0u8; 64 * 1024];
+        // A failing request is answered by its ErrorResponse: the client returns the error at
+        // once and may send its next request before the ReadyForQuery that follows has crossed
+        // the proxy, so that ReadyForQuery must not settle a second request.
+        let mut failed = false;
         loop {
             let read = from_server.read(&mut chunk).await.unwrap_or(0);
             if read == 0 {
@@ -199,8 +203,16 @@ async fn relay_connection(client: TcpStream, server: TcpStream, wire: Arc<Wire>)
             wire.to_client.fetch_add(read as u64, Ordering::SeqCst);
             messages.buffer.extend_from_slice(&chunk[..read]);
             while let Some((kind, _)) = messages.next() {
-                if kind == b'Z' {
-                    outstanding.fetch_sub(1, Ordering::SeqCst);
+                match kind {
+                    b'E' if !failed => {
+                        failed = true;
+                        outstanding.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    b'Z' if failed => failed = false,
+                    b'Z' => {
+                        outstanding.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    _ => {}
                 }
             }
             if to_client.write_all(&chunk[..read]).await.is_err() {
