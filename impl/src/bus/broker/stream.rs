@@ -34,6 +34,8 @@ pub(super) struct Dedup {
     pub(super) ids: HashMap<Arc<str>, Seq>,
     /// Ids in the order stored, to forget the oldest (only for [`DuplicateWindow::Recent`]).
     order: VecDeque<Arc<str>>,
+    /// Whether `ids` has been sized for twice the window (done once, as the window first fills).
+    sized_for_window: bool,
 }
 
 impl Dedup {
@@ -42,6 +44,7 @@ impl Dedup {
             window,
             ids: HashMap::new(),
             order: VecDeque::new(),
+            sized_for_window: false,
         }
     }
 
@@ -55,13 +58,15 @@ impl Dedup {
             DuplicateWindow::Recent(limit) => {
                 self.ids.insert(Arc::clone(id), seq);
                 self.order.push_back(Arc::clone(id));
-                if self.order.len() > limit && self.ids.capacity() < 2 * limit {
+                if self.order.len() > limit && !self.sized_for_window {
                     // From the first eviction on, every insert pairs with a removal, which
-                    // leaves a tombstone; a hash map more than half full clears tombstones by
-                    // doubling, less than half full by rehashing in place. Sized for twice
-                    // the window as it first fills, it never grows again: the window's
-                    // memory is fixed from then on, not one step later under steady load.
+                    // may leave a tombstone. A hash map clears tombstones by rehashing in
+                    // place when it is at most half full, by doubling otherwise. Sized once
+                    // for twice the window as it first fills, it never grows again: the
+                    // window's memory is fixed from then on. (Deciding by `capacity()` would
+                    // not do: tombstones lower it, and reserving then doubles the map.)
                     self.ids.reserve(2 * limit - self.ids.len());
+                    self.sized_for_window = true;
                 }
                 while self.order.len() > limit {
                     if let Some(oldest) = self.order.pop_front() {

@@ -95,17 +95,19 @@ fn a_full_duplicate_window_keeps_its_size_under_steady_publishing() {
     for id in publish_ids.by_ref().take(WINDOW + 1) {
         core.publish(CREATED, Bytes::new(), Some(&id));
     }
-    let full = core.dedup.ids.capacity();
-    // Many windows' worth of new ids, each evicting the oldest: the map must not grow.
+    let filled = core.dedup.ids.capacity();
+    // Many windows' worth of new ids, each evicting the oldest. `capacity()` counts free
+    // slots, so tombstones lower it and an in-place rehash restores it; only a doubling of
+    // the table takes it to twice what it was when the window first filled.
     for id in publish_ids.take(20 * WINDOW) {
         core.publish(CREATED, Bytes::new(), Some(&id));
+        assert!(
+            core.dedup.ids.capacity() < 2 * filled,
+            "the window's map doubled after it first filled ({filled} -> {})",
+            core.dedup.ids.capacity()
+        );
     }
     assert_eq!(core.dedup.ids.len(), WINDOW);
-    assert_eq!(
-        core.dedup.ids.capacity(),
-        full,
-        "the window's map grew after it first filled"
-    );
 }
 
 #[test]
