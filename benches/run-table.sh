@@ -6,8 +6,9 @@
 #   benches/run-table.sh            # 3 runs (REQUIRE_SERVICES=1 unless set), the date of today
 #   RUNS=5 benches/run-table.sh
 #
-# Saved runs live in target/perf-runs/ (delete it to start over). The machine is shared: a
-# group that ran while someone else's job was busy shows up as a wide range in the table.
+# Saved runs live in perf-runs/ in cargo's target directory ($CARGO_TARGET_DIR when set;
+# delete it to start over). The machine is shared: a group that ran while someone else's job
+# was busy shows up as a wide range in the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

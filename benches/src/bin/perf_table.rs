@@ -17,12 +17,13 @@ use benches::table::{ROWS, load_runs, report, snapshot};
     about = "Save benchmark runs and print the performance table"
 )]
 struct Cli {
-    /// Criterion's output directory.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/criterion"))]
-    criterion_dir: PathBuf,
-    /// Where runs are saved.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/perf-runs"))]
-    runs_dir: PathBuf,
+    /// Criterion's output directory [default: `criterion` in cargo's target directory,
+    /// `$CARGO_TARGET_DIR` when set, as `cargo bench` wrote it].
+    #[arg(long)]
+    criterion_dir: Option<PathBuf>,
+    /// Where runs are saved [default: `perf-runs` in cargo's target directory].
+    #[arg(long)]
+    runs_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,13 +47,31 @@ enum Command {
     },
 }
 
+/// Cargo's target directory as `cargo bench` used it: `$CARGO_TARGET_DIR` when set (a
+/// relative one is taken from the working directory, as cargo takes it), else the
+/// workspace's `target`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(
+            || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")),
+            PathBuf::from,
+        )
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let criterion_dir = cli
+        .criterion_dir
+        .unwrap_or_else(|| target_dir().join("criterion"));
+    let runs_dir = cli
+        .runs_dir
+        .unwrap_or_else(|| target_dir().join("perf-runs"));
     let outcome = match cli.command {
-        Command::Snapshot { label } => snapshot(&cli.criterion_dir, &cli.runs_dir, &label)
+        Command::Snapshot { label } => snapshot(&criterion_dir, &runs_dir, &label)
             .map(|path| eprintln!("saved {}", path.display())),
         Command::Report { machine, date } => {
-            load_runs(&cli.runs_dir).map(|runs| print!("{}", report(&runs, ROWS, &machine, &date)))
+            load_runs(&runs_dir).map(|runs| print!("{}", report(&runs, ROWS, &machine, &date)))
         }
     };
     match outcome {
