@@ -28,8 +28,14 @@ tokio::task_local! {
 
 /// Runs `work` with its version conflicts counted under `origin` (see
 /// [`crate::metrics::version_conflict`]).
-pub(crate) async fn counted_as<F: Future>(origin: QueueGroup, work: F) -> F::Output {
-    ORIGIN.scope(origin, work).await
+///
+/// A plain function, not an `async fn`: an `async fn` would keep `work` beside the scope it
+/// moved `work` into, and the member runtime spawns one of these per delivery.
+pub(crate) fn counted_as<F: Future>(
+    origin: QueueGroup,
+    work: F,
+) -> impl Future<Output = F::Output> {
+    ORIGIN.scope(origin, work)
 }
 
 fn count_conflict() {

@@ -36,7 +36,10 @@ use crate::sync::Mutex;
 pub(super) struct DeadLetters {
     list: Arc<Mutex<RecentDeadLetters>>,
     last_attempts: Arc<Mutex<LastAttempts>>,
-    stream: DeadLetterStream,
+    /// Shared, not copied: every delivery holds a clone of these dead letters, and the stream
+    /// handles (two streams' info and a context, about 3 KB with their strings) would make
+    /// each clone a dozen allocations.
+    stream: Arc<DeadLetterStream>,
 }
 
 /// Subject (without the prefix) and payload of each delivery on its last allowed attempt,
@@ -58,7 +61,7 @@ impl DeadLetters {
         Self {
             list: Arc::new(Mutex::new(RecentDeadLetters::default())),
             last_attempts: Arc::new(Mutex::new(LastAttempts::new())),
-            stream,
+            stream: Arc::new(stream),
         }
     }
 
