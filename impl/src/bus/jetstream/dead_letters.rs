@@ -32,14 +32,17 @@ use crate::sync::Mutex;
 
 /// This process's dead letters (oldest first, capped) and the dead-letter stream; clones share
 /// them (the bus, its members' deliveries and the advisory task).
+///
+/// One `Arc` around all of it: every delivery holds a clone, and a clone that copied the
+/// stream's handles (two streams' info and a context, with their strings) made each delivery
+/// 3,664 bytes.
 #[derive(Clone)]
-pub(super) struct DeadLetters {
-    list: Arc<Mutex<RecentDeadLetters>>,
-    last_attempts: Arc<Mutex<LastAttempts>>,
-    /// Shared, not copied: every delivery holds a clone of these dead letters, and the stream
-    /// handles (two streams' info and a context, about 3 KB with their strings) would make
-    /// each clone a dozen allocations.
-    stream: Arc<DeadLetterStream>,
+pub(super) struct DeadLetters(Arc<Shared>);
+
+struct Shared {
+    list: Mutex<RecentDeadLetters>,
+    last_attempts: Mutex<LastAttempts>,
+    stream: DeadLetterStream,
 }
 
 /// Subject (without the prefix) and payload of each delivery on its last allowed attempt,
@@ -58,19 +61,19 @@ struct RecentDeadLetters {
 
 impl DeadLetters {
     pub(super) fn new(stream: DeadLetterStream) -> Self {
-        Self {
-            list: Arc::new(Mutex::new(RecentDeadLetters::default())),
-            last_attempts: Arc::new(Mutex::new(LastAttempts::new())),
-            stream: Arc::new(stream),
-        }
+        Self(Arc::new(Shared {
+            list: Mutex::new(RecentDeadLetters::default()),
+            last_attempts: Mutex::new(LastAttempts::new()),
+            stream,
+        }))
     }
 
     /// Records a dead letter that had `deliveries` deliveries: in the dead-letter stream, and
     /// in this process's list.
     pub(super) async fn record(&self, dead: DeadLetter, deliveries: u32) {
         dead.reason.count(&dead.queue_group);
-        self.stream.keep(&dead, deliveries).await;
-        let mut list = self.list.lock();
+        self.0.stream.keep(&dead, deliveries).await;
+        let mut list = self.0.list.lock();
         list.letters.push_back(dead);
         while list.letters.len() > DEAD_LETTERS_MAX {
             list.letters.pop_front();
@@ -87,7 +90,7 @@ impl DeadLetters {
         subject: &str,
         payload: &[u8],
     ) {
-        let mut kept = self.last_attempts.lock();
+        let mut kept = self.0.last_attempts.lock();
         if kept.len() < LAST_ATTEMPTS_MAX {
             kept.insert(
                 (Arc::clone(queue_group), stream_seq),
@@ -98,30 +101,32 @@ impl DeadLetters {
 
     /// The last attempt was acknowledged or terminated: its copy is not needed.
     pub(super) fn forget_last_attempt(&self, queue_group: &QueueGroup, stream_seq: u64) {
-        self.last_attempts
+        self.0
+            .last_attempts
             .lock()
             .remove(&(Arc::clone(queue_group), stream_seq));
     }
 
     fn take_last_attempt(&self, queue_group: &str, stream_seq: u64) -> Option<(String, Vec<u8>)> {
-        self.last_attempts
+        self.0
+            .last_attempts
             .lock()
             .remove(&(QueueGroup::from(queue_group), stream_seq))
     }
 
     /// This process's dead letters, oldest first.
     pub(super) fn all(&self) -> Vec<DeadLetter> {
-        self.list.lock().letters.iter().cloned().collect()
+        self.0.list.lock().letters.iter().cloned().collect()
     }
 
     /// Dead letters dropped from this process's list because it was full (where a metrics
     /// exporter reads the count; the dead-letter stream keeps its own cap).
     pub(super) fn dropped(&self) -> u64 {
-        self.list.lock().dropped
+        self.0.list.lock().dropped
     }
 
     pub(super) fn stream(&self) -> &DeadLetterStream {
-        &self.stream
+        &self.0.stream
     }
 }
 
