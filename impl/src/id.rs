@@ -24,8 +24,17 @@ pub struct Id([u8; 12]);
 pub struct InvalidId(pub String);
 
 impl Id {
-    /// A fresh id, unique in this process.
+    /// A fresh id, unique in this process (with `testkit`, the next id of the thread's
+    /// [`script`], if one is running).
     pub fn new() -> Self {
+        #[cfg(feature = "testkit")]
+        if let Some(id) = script::next(Self::fresh) {
+            return id;
+        }
+        Self::fresh()
+    }
+
+    fn fresh() -> Self {
         static PROCESS_PART: OnceLock<[u8; 5]> = OnceLock::new();
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let process = PROCESS_PART.get_or_init(rand::random);
@@ -70,6 +79,56 @@ impl std::hash::Hash for Id {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         // Equal ids have equal bytes, hence equal mixes: consistent with `Eq`.
         state.write_u64(self.mix());
+    }
+}
+
+/// Ids made on one thread, kept and handed out again: how the harness re-creates a task that
+/// made ids (a new ticket's, a new order's) on a copy of its world, so the copy's task carries
+/// the very ids the original did, as a deterministic replay must.
+#[cfg(feature = "testkit")]
+pub mod script {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    use super::Id;
+
+    /// One running script: the ids to hand out first, and every id handed out.
+    struct Script {
+        replay: VecDeque<Id>,
+        made: Vec<Id>,
+    }
+
+    thread_local! {
+        static RUNNING: RefCell<Option<Script>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `work` with every [`Id::new`] on this thread answered first from `replay` (front
+    /// first), then fresh; each id handed out is appended to `made`. What `replay` did not
+    /// hand out is left in it.
+    pub fn run<T>(replay: &mut VecDeque<Id>, made: &mut Vec<Id>, work: impl FnOnce() -> T) -> T {
+        let script = Script {
+            replay: std::mem::take(replay),
+            made: std::mem::take(made),
+        };
+        let outer = RUNNING.with(|running| running.borrow_mut().replace(script));
+        let output = work();
+        let ran = RUNNING.with(|running| std::mem::replace(&mut *running.borrow_mut(), outer));
+        if let Some(ran) = ran {
+            *replay = ran.replay;
+            *made = ran.made;
+        }
+        output
+    }
+
+    /// The running script's next id (from its replay, or `fresh`), or `None` if none runs.
+    pub(super) fn next(fresh: fn() -> Id) -> Option<Id> {
+        RUNNING.with(|running| {
+            let mut running = running.borrow_mut();
+            let script = running.as_mut()?;
+            let id = script.replay.pop_front().unwrap_or_else(fresh);
+            script.made.push(id);
+            Some(id)
+        })
     }
 }
 
@@ -172,6 +231,34 @@ impl<'de> Deserialize<'de> for Id {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "testkit")]
+    #[test]
+    fn a_script_hands_out_its_ids_again_then_fresh_ones_and_keeps_them_all() {
+        use std::collections::VecDeque;
+        let (mut replay, mut made) = (VecDeque::new(), Vec::new());
+        let first = script::run(&mut replay, &mut made, || [Id::new(), Id::new()]);
+        assert_eq!(
+            made,
+            first.to_vec(),
+            "ids made while a script runs are kept"
+        );
+        assert_ne!(Id::new(), first[0], "outside a script, ids are fresh");
+        let (mut replay, mut again) = (VecDeque::from(made.clone()), Vec::new());
+        let (repeated, extra) = script::run(&mut replay, &mut again, || {
+            ([Id::new(), Id::new()], Id::new())
+        });
+        assert_eq!(
+            repeated, first,
+            "a replay hands out the same ids in the same order"
+        );
+        assert!(
+            !first.contains(&extra),
+            "past the replay's end, ids are fresh"
+        );
+        assert_eq!(again, vec![first[0], first[1], extra]);
+        assert!(replay.is_empty());
+    }
 
     #[test]
     fn display_and_parse_round_trip() {

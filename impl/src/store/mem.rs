@@ -25,7 +25,8 @@ use crate::store::{
 use crate::sync::{Arc, Mutex};
 
 /// Shards per table: enough that two threads rarely meet on one, few enough to scan quickly.
-/// Under loom a table has two, which still lets two ids land apart or together.
+/// Under loom a table has two, which still lets two ids land apart or together. A power of
+/// two, as every shard count is (a shard is picked by masking).
 const SHARDS: usize = if cfg!(loom) { 2 } else { 64 };
 
 type Shard<V> = Mutex<IdMap<V>>;
@@ -36,9 +37,10 @@ struct Table<V> {
 }
 
 impl<V> Table<V> {
-    fn new() -> Self {
+    /// An empty table of `shards` shards (a power of two).
+    fn new(shards: usize) -> Self {
         Self {
-            shards: (0..SHARDS)
+            shards: (0..shards)
                 .map(|_| Mutex::new(HashMap::default()))
                 .collect(),
         }
@@ -46,7 +48,22 @@ impl<V> Table<V> {
 
     fn shard(&self, id: &Id) -> &Shard<V> {
         // Bits well away from the ones the map itself uses (low bits and the top seven).
-        &self.shards[(id.mix() >> 40) as usize % SHARDS]
+        &self.shards[(id.mix() >> 40) as usize & (self.shards.len() - 1)]
+    }
+
+    /// An independent copy of the table's rows.
+    #[cfg(all(feature = "testkit", not(loom)))]
+    fn copy(&self) -> Self
+    where
+        V: Clone,
+    {
+        Self {
+            shards: self
+                .shards
+                .iter()
+                .map(|shard| Mutex::new(shard.lock().clone()))
+                .collect(),
+        }
     }
 
     fn collect(&self, mut keep: impl FnMut(&V) -> bool) -> Vec<V>
@@ -154,7 +171,7 @@ impl TicketReservations {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct OutboxQueue {
     next_seq: u64,
     entries: VecDeque<OutboxEntry>,
@@ -191,14 +208,42 @@ impl std::fmt::Debug for MemStore {
 }
 
 impl MemStore {
-    /// An empty store.
-    pub fn new() -> Self {
+    /// An independent copy of every table, the outbox included, as they stand now (the
+    /// harness snapshots a world this way; a clone of a `MemStore` shares its tables).
+    #[cfg(all(feature = "testkit", not(loom)))]
+    pub fn copy(&self) -> Self {
+        let tables = &self.tables;
         Self {
             tables: Arc::new(Tables {
-                tickets: Table::new(),
-                replicas: Table::new(),
-                orders: Table::new(),
-                reservations: Table::new(),
+                tickets: tables.tickets.copy(),
+                replicas: tables.replicas.copy(),
+                orders: tables.orders.copy(),
+                reservations: tables.reservations.copy(),
+                outbox: Mutex::new(tables.outbox.lock().clone()),
+                outbox_signal: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::with_shards(SHARDS)
+    }
+
+    /// An empty store of one shard per table: for a single-threaded harness that copies
+    /// whole stores, where each shard is a lock and a map to copy and none is ever contended.
+    #[cfg(all(feature = "testkit", not(loom)))]
+    pub fn unsharded() -> Self {
+        Self::with_shards(1)
+    }
+
+    fn with_shards(shards: usize) -> Self {
+        Self {
+            tables: Arc::new(Tables {
+                tickets: Table::new(shards),
+                replicas: Table::new(shards),
+                orders: Table::new(shards),
+                reservations: Table::new(shards),
                 outbox: Mutex::new(OutboxQueue::default()),
                 #[cfg(not(loom))]
                 outbox_signal: tokio::sync::Notify::new(),

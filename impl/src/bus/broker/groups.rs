@@ -17,6 +17,7 @@ use crate::bus::QueueGroup;
 /// message the group listens to is acked or (listed in `dead`) dead; from `base +
 /// window.len()` (the delivery cursor) on, every message it listens to is pending and never
 /// delivered. `None` in the window marks a message on a subject the group ignores.
+#[derive(Clone)]
 pub(super) struct Group {
     pub(super) name: QueueGroup,
     /// Subjects listened to; empty: every subject.
@@ -63,6 +64,7 @@ impl Group {
 }
 
 /// A member of a queue group: one subscription.
+#[derive(Clone)]
 pub(super) struct Member {
     pub(super) group: GroupId,
     /// Deliveries currently `InFlight` to this member.

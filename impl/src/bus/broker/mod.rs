@@ -233,7 +233,9 @@ pub enum CoreError {
 }
 
 /// The embedded broker's state: the stream, the duplicate window, each queue group's durable
-/// consumer, its members, and the dead letters. See the module docs for the rules.
+/// consumer, its members, and the dead letters. See the module docs for the rules. A clone is
+/// an independent copy of all of it (the harness's snapshots of a world).
+#[derive(Clone)]
 pub struct BrokerCore {
     /// The messages not released, by sequence.
     stream: BTreeMap<Seq, Stored>,

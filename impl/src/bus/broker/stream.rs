@@ -20,6 +20,7 @@ use crate::bus::PublishAck;
 pub(super) type SubjectId = u32;
 
 /// A message as the stream keeps it.
+#[derive(Clone)]
 pub(super) struct Stored {
     pub(super) subject: SubjectId,
     pub(super) payload: Bytes,
@@ -29,6 +30,7 @@ pub(super) struct Stored {
 }
 
 /// The publish ids in the duplicate window.
+#[derive(Clone)]
 pub(super) struct Dedup {
     window: DuplicateWindow,
     pub(super) ids: HashMap<Arc<str>, Seq>,
