@@ -4,14 +4,14 @@
 //! - `harness/exhaustive-replay`: the replay half of `harness exhaustive` on the reference at
 //!   a fixed bound (one ticket updated once, ordered and cancelled once, two members per
 //!   group, no crash, no spurious expiry): every transition of the reduced graph replayed by
-//!   forking worker processes (this bench's own executable, started as `exhaustive-worker`),
-//!   with stutter probes at every state, on 1 and 2 workers. Timed by the run's own replay
+//!   worker threads that branch on copies of the world, with stutter probes at every state, on
+//!   1 and 2 workers. Timed by the run's own replay
 //!   clock (the model's exploration is outside it), counted in transitions.
 //! - `harness/check`: `model::run::check` of the same bound with the same reductions
 //!   (depth-first, symmetry, partial order), counted in unique states.
 //!
-//! The two are different units on purpose: the table sets a replayed transition (a fork, one
-//! implementation step and its comparison) beside a model state (its successors computed and
+//! The two are different units on purpose: the table sets a replayed transition (a copy of
+//! the world, one implementation step and its comparison) beside a model state (its successors computed and
 //! hashed) to show what conformance costs next to proof.
 
 mod common;
@@ -47,7 +47,6 @@ fn replay_options(threads: usize) -> Options {
         stutter_probes: true,
         partial_order: true,
         max_states: exhaustive::MAX_STATES,
-        worker: std::env::current_exe().expect("the bench knows its own executable"),
     }
 }
 
@@ -121,19 +120,4 @@ fn conformance(c: &mut Criterion) {
 }
 
 criterion_group!(benches, conformance);
-
-/// `criterion_main!`, after serving as a replay worker when started as one (the replay's
-/// workers are this executable: a bench has no `harness` binary beside it).
-fn main() {
-    if std::env::args().nth(1).as_deref() == Some("exhaustive-worker") {
-        if let Err(error) = exhaustive::worker::serve() {
-            eprintln!("error: exhaustive-worker: {error}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    benches();
-    criterion::Criterion::default()
-        .configure_from_args()
-        .final_summary();
-}
+criterion::criterion_main!(benches);

@@ -72,8 +72,8 @@ impl Backend {
     pub fn stores(&self, variant: Variant) -> Result<Stores, String> {
         match self {
             Backend::Memory => Ok(Stores {
-                tickets: Store::Memory(MemStore::new()),
-                orders: Store::Memory(MemStore::new()),
+                tickets: Store::Memory(MemStore::unsharded()),
+                orders: Store::Memory(MemStore::unsharded()),
                 lease: None,
             }),
             Backend::Postgres(run) => run.stores(variant),
@@ -252,6 +252,16 @@ impl Store {
         match self {
             Store::Memory(store) => Some(store),
             Store::Postgres { .. } => None,
+        }
+    }
+
+    /// An independent copy of this store's contents (a world's snapshot): only in memory.
+    pub fn copy(&self) -> Result<Store, crate::terms::Refusal> {
+        match self {
+            Store::Memory(store) => Ok(Store::Memory(store.copy())),
+            Store::Postgres { .. } => Err(crate::terms::Refusal(
+                "a store on PostgreSQL cannot be copied in process".into(),
+            )),
         }
     }
 

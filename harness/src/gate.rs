@@ -12,6 +12,8 @@
 //! exactly one recorded operation ([`Gate::waiting`]); nothing it does reaches the store or
 //! the broker without a permit.
 
+use std::any::Any;
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -19,9 +21,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use ticketing::bus::BusError;
 use ticketing::events::Event;
-use ticketing::id::Id;
+use ticketing::id::{self, Id};
 use ticketing::records::Version;
+use ticketing::store::StoreError;
 
 /// An operation a task waits to perform, with the arguments the abstraction function reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,10 +140,79 @@ impl fmt::Display for Op {
     }
 }
 
+/// An operation a task performed and its result, kept so that a copy of the task can be
+/// re-created on a copy of the world ([`Task::recreate`]): the result is shared, never changed.
+#[derive(Clone)]
+struct Performed {
+    op: Op,
+    result: Arc<dyn Any + Send + Sync>,
+}
+
+impl fmt::Debug for Performed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.op)
+    }
+}
+
+/// A result a gated wrapper can keep and hand out again: a copy of it, if it can be copied
+/// (a backend error's source cannot; the memory store never returns one).
+pub trait Replayable: Sized + Send + Sync + 'static {
+    /// A copy of the result.
+    fn replica(&self) -> Option<Self>;
+}
+
+impl<T: Clone + Send + Sync + 'static> Replayable for Result<T, StoreError> {
+    fn replica(&self) -> Option<Self> {
+        Some(match self {
+            Ok(value) => Ok(value.clone()),
+            Err(StoreError::VersionConflict {
+                kind,
+                id,
+                expected,
+                found,
+            }) => Err(StoreError::VersionConflict {
+                kind,
+                id: *id,
+                expected: *expected,
+                found: *found,
+            }),
+            Err(StoreError::NotFound { kind, id }) => Err(StoreError::NotFound { kind, id: *id }),
+            Err(StoreError::Duplicate { kind, id }) => Err(StoreError::Duplicate { kind, id: *id }),
+            Err(StoreError::TicketReserved {
+                ticket_id,
+                order_id,
+            }) => Err(StoreError::TicketReserved {
+                ticket_id: *ticket_id,
+                order_id: *order_id,
+            }),
+            Err(StoreError::Backend { .. }) => return None,
+        })
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Replayable for Result<T, BusError> {
+    fn replica(&self) -> Option<Self> {
+        Some(match self {
+            Ok(value) => Ok(value.clone()),
+            Err(BusError::Closed) => Err(BusError::Closed),
+            Err(BusError::Broker(message)) => Err(BusError::Broker(message.clone())),
+            Err(_) => return None,
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 struct GateState {
     waiting: Option<Op>,
     permits: u32,
+    /// The operation let through whose result is not recorded yet.
+    passing: Option<Op>,
+    /// Every operation performed, with its result, in order.
+    performed: Vec<Performed>,
+    /// While a task is re-created: the original's operations not handed out again yet.
+    replaying: VecDeque<Performed>,
+    /// Why re-creating the task went wrong, if it did.
+    astray: Option<String>,
 }
 
 /// One task's gate. Clones share it: the task's store, publisher and message handle each
@@ -167,7 +240,7 @@ impl Gate {
             let mut state = self.state();
             if state.permits > 0 {
                 state.permits -= 1;
-                state.waiting = None;
+                state.passing = state.waiting.take().or_else(|| op.take());
                 Poll::Ready(())
             } else {
                 if let Some(op) = op.take() {
@@ -177,6 +250,55 @@ impl Gate {
             }
         })
         .await
+    }
+
+    /// While the task is re-created, the result `op` had on the original, taken as this
+    /// operation's result (it is not performed again); otherwise `None`, and the caller
+    /// passes the gate and performs `op`. An operation other than the original's next one
+    /// ends the re-creation: the caller then parks at the gate, and [`Task::recreate`] reports
+    /// it.
+    pub fn replayed<T: Replayable>(&self, op: &Op) -> Option<T> {
+        let mut state = self.state();
+        let next = state.replaying.pop_front()?;
+        let copied = (next.op == *op)
+            .then(|| next.result.downcast_ref::<T>().and_then(T::replica))
+            .flatten();
+        match copied {
+            Some(result) => {
+                state.performed.push(next);
+                Some(result)
+            }
+            None => {
+                state.astray = Some(format!(
+                    "asked for {op} where the original performed {}",
+                    next.op
+                ));
+                state.replaying.clear();
+                None
+            }
+        }
+    }
+
+    /// Keeps a copy of `result`, the result of the operation just let through (see
+    /// [`Gate::replayed`]), and returns it.
+    pub fn recorded<T: Replayable>(&self, result: T) -> T {
+        self.record(&result);
+        result
+    }
+
+    fn record<T: Replayable>(&self, result: &T) {
+        let mut state = self.state();
+        let Some(op) = state.passing.take() else {
+            return;
+        };
+        match result.replica() {
+            Some(copy) => state.performed.push(Performed {
+                op,
+                result: Arc::new(copy),
+            }),
+            // The task cannot be re-created past this operation.
+            None => state.astray = Some(format!("the result of {op} cannot be copied")),
+        }
     }
 
     /// The operation the task is parked at, if it is parked at this gate.
@@ -230,6 +352,8 @@ pub struct Task<T> {
     started: bool,
     /// Every operation let through, in order (for reports).
     passed: Vec<Op>,
+    /// Every id the task made, in order ([`id::script`]).
+    ids: Vec<Id>,
 }
 
 impl<T> fmt::Debug for Task<T> {
@@ -251,7 +375,59 @@ impl<T> Task<T> {
             gate,
             started: false,
             passed: Vec::new(),
+            ids: Vec::new(),
         }
+    }
+
+    /// A copy of `original` for a copy of its world: `future` is the original's work made
+    /// afresh, reaching the copy's stores and broker through `gate` (a new one). Each
+    /// operation the original performed is answered with the original's result instead of
+    /// being performed again, and each id it made is made again, so the copy parks where the
+    /// original is parked and changes nothing on the way. `Err` says where the copy went
+    /// another way (the work is not deterministic given its results and ids).
+    pub fn recreate(
+        original: &Task<T>,
+        gate: Gate,
+        future: impl Future<Output = T> + Send + 'static,
+    ) -> Result<Task<T>, String> {
+        if original.future.is_none() {
+            return Err("the task already completed".into());
+        }
+        let mut task = Task::new(gate, future);
+        if !original.started {
+            return Ok(task);
+        }
+        {
+            let performed = original.gate.state();
+            if let Some(why) = &performed.astray {
+                return Err(why.clone());
+            }
+            task.gate.state().replaying = performed.performed.iter().cloned().collect();
+        }
+        let mut ids: VecDeque<Id> = original.ids.iter().copied().collect();
+        let polled = task
+            .poll_with(&mut ids)
+            .map_err(|error| error.to_string())?;
+        let mut state = task.gate.state();
+        if let Some(why) = state.astray.take() {
+            return Err(why);
+        }
+        if polled.is_ready() {
+            return Err("the copy completed where the original is parked".into());
+        }
+        if !state.replaying.is_empty() || !ids.is_empty() {
+            return Err("the copy parked before the original's last operation".into());
+        }
+        let parked = original.gate.waiting();
+        if state.waiting != parked {
+            return Err(format!(
+                "the copy parked at {:?} where the original is parked at {parked:?}",
+                state.waiting
+            ));
+        }
+        drop(state);
+        task.passed = original.passed.clone();
+        Ok(task)
     }
 
     /// The operation the task is parked at.
@@ -269,10 +445,16 @@ impl<T> Task<T> {
     }
 
     fn poll(&mut self) -> Result<Poll<T>, GateError> {
+        self.poll_with(&mut VecDeque::new())
+    }
+
+    /// Polls once, with [`Id::new`] answered from `ids` first; every id made is kept.
+    fn poll_with(&mut self, ids: &mut VecDeque<Id>) -> Result<Poll<T>, GateError> {
         let future = self.future.as_mut().ok_or(GateError::Completed)?;
         self.started = true;
         let mut context = Context::from_waker(Waker::noop());
-        match future.as_mut().poll(&mut context) {
+        let polled = id::script::run(ids, &mut self.ids, || future.as_mut().poll(&mut context));
+        match polled {
             Poll::Ready(output) => {
                 self.future = None;
                 Ok(Poll::Ready(output))
@@ -397,6 +579,90 @@ mod tests {
         assert_eq!(task.run_to_completion().unwrap(), 3);
         assert_eq!(task.waiting(), None);
         assert_eq!(task.advance(true, |_| true), Err(GateError::Completed));
+    }
+
+    /// A task whose three reads each go through the replay seam, as the gated wrappers do:
+    /// answered from the original's record while re-created, else performed (the result is
+    /// the count of reads `performed` so far) and recorded. It returns the results' sum.
+    fn recording_task(gate: Gate, performed: Arc<Mutex<u32>>) -> Task<u32> {
+        let inner = gate.clone();
+        Task::new(gate, async move {
+            let mut sum = 0;
+            for what in ["first", "second", "third"] {
+                let op = read(what);
+                let result: Result<u32, StoreError> = match inner.replayed(&op) {
+                    Some(result) => result,
+                    None => {
+                        inner.pass(op).await;
+                        let mut count = performed.lock().unwrap();
+                        *count += 1;
+                        inner.recorded(Ok(*count))
+                    }
+                };
+                sum += result.unwrap();
+            }
+            sum
+        })
+    }
+
+    #[test]
+    fn a_recreated_task_parks_where_the_original_is_with_its_results_and_performs_nothing() {
+        let performed = Arc::new(Mutex::new(0));
+        let mut original = recording_task(Gate::new(), Arc::clone(&performed));
+        original.advance(false, |op| *op == read("third")).unwrap();
+        assert_eq!(*performed.lock().unwrap(), 2);
+
+        let (gate, elsewhere) = (Gate::new(), Arc::new(Mutex::new(0)));
+        let fresh = recording_task(gate.clone(), Arc::clone(&elsewhere));
+        let mut copy = Task::recreate(&original, gate, fresh.future.unwrap()).unwrap();
+        assert_eq!(copy.waiting(), Some(read("third")));
+        assert_eq!(copy.passed(), original.passed());
+        assert_eq!(*elsewhere.lock().unwrap(), 0, "the copy performed nothing");
+
+        // The copy goes on with the original's results (1 and 2) and its own third read (its
+        // first); the original with its own.
+        assert_eq!(copy.run_to_completion().unwrap(), 1 + 2 + 1);
+        assert_eq!(original.run_to_completion().unwrap(), 1 + 2 + 3);
+        assert_eq!(
+            *performed.lock().unwrap(),
+            3,
+            "the copy never touched the original's"
+        );
+    }
+
+    #[test]
+    fn a_copy_that_asks_for_other_operations_than_the_original_is_refused() {
+        let mut original = recording_task(Gate::new(), Arc::new(Mutex::new(0)));
+        original.advance(false, |op| *op == read("third")).unwrap();
+        let gate = Gate::new();
+        let inner = gate.clone();
+        let astray = async move {
+            let op = read("another");
+            if inner.replayed::<Result<u32, StoreError>>(&op).is_none() {
+                inner.pass(op).await;
+            }
+            0
+        };
+        let refused = Task::recreate(&original, gate, astray).unwrap_err();
+        assert!(refused.contains("another"), "{refused}");
+    }
+
+    #[test]
+    fn a_recreated_task_makes_the_ids_the_original_made() {
+        let make = |gate: Gate| {
+            let inner = gate.clone();
+            Task::new(gate, async move {
+                let made = Id::new();
+                inner.pass(Op::Ack).await;
+                made
+            })
+        };
+        let mut original = make(Gate::new());
+        original.advance(false, |_| true).unwrap();
+        let gate = Gate::new();
+        let fresh = make(gate.clone());
+        let mut copy = Task::recreate(&original, gate, fresh.future.unwrap()).unwrap();
+        assert_eq!(copy.run_to_completion(), original.run_to_completion());
     }
 
     #[test]

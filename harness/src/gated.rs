@@ -80,6 +80,11 @@ impl Journal {
     pub fn drain(&self) -> Vec<Written> {
         std::mem::take(&mut *self.entries())
     }
+
+    /// An independent journal holding the same writes.
+    pub fn copy(&self) -> Self {
+        Self(Arc::new(Mutex::new(self.entries().clone())))
+    }
 }
 
 /// A record the gated store journals.
@@ -139,43 +144,50 @@ where
     Store: VersionedStore<R>,
 {
     async fn insert(&self, record: R, event: Option<Event>) -> Result<R, StoreError> {
-        self.gate
-            .pass(Op::Insert {
-                kind: R::KIND,
-                id: record.id(),
-                version: record.version(),
-            })
-            .await;
+        let op = Op::Insert {
+            kind: R::KIND,
+            id: record.id(),
+            version: record.version(),
+        };
+        if let Some(result) = self.gate.replayed(&op) {
+            return result;
+        }
+        self.gate.pass(op).await;
         let inserted = (self.inner)
             .finish(VersionedStore::<R>::insert(&self.inner, record, event))
             .await;
         if let Ok(after) = &inserted {
             self.journal_write(None, after);
         }
-        inserted
+        self.gate.recorded(inserted)
     }
 
     async fn find_by_id(&self, id: Id) -> Result<Option<R>, StoreError> {
-        self.gate
-            .pass(Op::Read {
-                what: R::KIND,
-                id: Some(id),
-            })
-            .await;
-        self.inner
+        let op = Op::Read {
+            what: R::KIND,
+            id: Some(id),
+        };
+        if let Some(result) = self.gate.replayed(&op) {
+            return result;
+        }
+        self.gate.pass(op).await;
+        let found = (self.inner)
             .finish(VersionedStore::<R>::find_by_id(&self.inner, id))
-            .await
+            .await;
+        self.gate.recorded(found)
     }
 
     async fn save(&self, record: R, event: Option<Event>) -> Result<Version, StoreError> {
         let id = record.id();
-        self.gate
-            .pass(Op::Save {
-                kind: R::KIND,
-                id,
-                read_version: record.version(),
-            })
-            .await;
+        let op = Op::Save {
+            kind: R::KIND,
+            id,
+            read_version: record.version(),
+        };
+        if let Some(result) = self.gate.replayed(&op) {
+            return result;
+        }
+        self.gate.pass(op).await;
         let before = self.inner.find_now::<R>(id)?;
         let mut after = record.clone();
         let saved = (self.inner)
@@ -185,7 +197,7 @@ where
             after.set_version(version);
             self.journal_write(before, &after);
         }
-        saved
+        self.gate.recorded(saved)
     }
 
     async fn replace_if_current(
@@ -195,13 +207,15 @@ where
     ) -> Result<Version, StoreError> {
         let id = record.id();
         // The model's save step: the same gate operation as a save read at `read_version`.
-        self.gate
-            .pass(Op::Save {
-                kind: R::KIND,
-                id,
-                read_version,
-            })
-            .await;
+        let op = Op::Save {
+            kind: R::KIND,
+            id,
+            read_version,
+        };
+        if let Some(result) = self.gate.replayed(&op) {
+            return result;
+        }
+        self.gate.pass(op).await;
         let before = self.inner.find_now::<R>(id)?;
         let after = record.clone();
         let replaced = (self.inner)
@@ -214,31 +228,37 @@ where
         if replaced.is_ok() {
             self.journal_write(before, &after);
         }
-        replaced
+        self.gate.recorded(replaced)
     }
 
     async fn list(&self, listing: Listing) -> Result<Vec<R>, StoreError> {
-        self.gate
-            .pass(Op::Read {
-                what: "list",
-                id: None,
-            })
-            .await;
-        self.inner
+        let op = Op::Read {
+            what: "list",
+            id: None,
+        };
+        if let Some(result) = self.gate.replayed(&op) {
+            return result;
+        }
+        self.gate.pass(op).await;
+        let listed = (self.inner)
             .finish(VersionedStore::<R>::list(&self.inner, listing))
-            .await
+            .await;
+        self.gate.recorded(listed)
     }
 }
 
 impl OrderBook for GatedStore {
     async fn active_order(&self, ticket_id: Id) -> Result<Option<Order>, StoreError> {
-        self.gate
-            .pass(Op::Read {
-                what: "active order of ticket",
-                id: Some(ticket_id),
-            })
-            .await;
-        self.inner.finish(self.inner.active_order(ticket_id)).await
+        let op = Op::Read {
+            what: "active order of ticket",
+            id: Some(ticket_id),
+        };
+        if let Some(result) = self.gate.replayed(&op) {
+            return result;
+        }
+        self.gate.pass(op).await;
+        let active = self.inner.finish(self.inner.active_order(ticket_id)).await;
+        self.gate.recorded(active)
     }
 
     async fn reserve(
@@ -248,18 +268,20 @@ impl OrderBook for GatedStore {
         check: ReservationCheck,
         outbox: bool,
     ) -> Result<(Order, OrderCreated), StoreError> {
-        self.gate
-            .pass(Op::Reserve {
-                ticket: order.ticket_id,
-            })
-            .await;
+        let op = Op::Reserve {
+            ticket: order.ticket_id,
+        };
+        if let Some(result) = self.gate.replayed(&op) {
+            return result;
+        }
+        self.gate.pass(op).await;
         let reserved = (self.inner)
             .finish(self.inner.reserve(order, price, check, outbox))
             .await;
         if let Ok((after, _)) = &reserved {
             self.journal_write(None, after);
         }
-        reserved
+        self.gate.recorded(reserved)
     }
 
     async fn cancel(
@@ -267,29 +289,34 @@ impl OrderBook for GatedStore {
         order: Order,
         outbox: bool,
     ) -> Result<(Order, OrderCancelled), StoreError> {
-        self.gate
-            .pass(Op::Cancel {
-                order: order.id,
-                read_version: order.version,
-            })
-            .await;
+        let op = Op::Cancel {
+            order: order.id,
+            read_version: order.version,
+        };
+        if let Some(result) = self.gate.replayed(&op) {
+            return result;
+        }
+        self.gate.pass(op).await;
         let cancelled = (self.inner).finish(self.inner.cancel(order, outbox)).await;
         if let Ok((after, _)) = &cancelled {
             self.journal_write(None, after);
         }
-        cancelled
+        self.gate.recorded(cancelled)
     }
 
     async fn reservation_count(&self, ticket_id: Id) -> Result<Reservation, StoreError> {
-        self.gate
-            .pass(Op::Read {
-                what: "reservation count of ticket",
-                id: Some(ticket_id),
-            })
-            .await;
-        self.inner
+        let op = Op::Read {
+            what: "reservation count of ticket",
+            id: Some(ticket_id),
+        };
+        if let Some(result) = self.gate.replayed(&op) {
+            return result;
+        }
+        self.gate.pass(op).await;
+        let count = (self.inner)
             .finish(self.inner.reservation_count(ticket_id))
-            .await
+            .await;
+        self.gate.recorded(count)
     }
 }
 
@@ -323,12 +350,15 @@ impl Publisher for GatedPublisher {
         event: &Event,
         publish_id: Option<&str>,
     ) -> Result<PublishAck, BusError> {
+        let op = Op::Publish {
+            event: event.clone(),
+        };
+        if let Some(result) = self.gate.replayed(&op) {
+            return result;
+        }
+        self.gate.pass(op).await;
         self.gate
-            .pass(Op::Publish {
-                event: event.clone(),
-            })
-            .await;
-        publish_to_core(&self.core, event, publish_id)
+            .recorded(publish_to_core(&self.core, event, publish_id))
     }
 }
 
@@ -394,14 +424,22 @@ impl MessageHandle for GatedHandle {
     }
 
     async fn ack(&self) -> Result<(), BusError> {
-        self.gate.pass(Op::Ack).await;
+        let op = Op::Ack;
+        if let Some(result) = self.gate.replayed(&op) {
+            return result;
+        }
+        self.gate.pass(op).await;
         lock_core(&self.core).ack(self.group, self.seq);
         self.acked.store(true, Ordering::SeqCst);
-        Ok(())
+        self.gate.recorded(Ok(()))
     }
 
     async fn nak(&self, delay: Duration) -> Result<(), BusError> {
-        self.gate.pass(Op::Nak { delay }).await;
+        let op = Op::Nak { delay };
+        if let Some(result) = self.gate.replayed(&op) {
+            return result;
+        }
+        self.gate.pass(op).await;
         let mut core = lock_core(&self.core);
         // A delayed nak waits for its release; the harness releases at the end of the step
         // (the model keeps a message that is not applicable yet pending, undeliverable).
@@ -410,12 +448,16 @@ impl MessageHandle for GatedHandle {
         } else {
             core.nak_delayed(self.group, self.seq, self.delivery_count);
         }
-        Ok(())
+        self.gate.recorded(Ok(()))
     }
 
     async fn term(&self, reason: &str) -> Result<(), BusError> {
-        self.gate.pass(Op::Term).await;
+        let op = Op::Term;
+        if let Some(result) = self.gate.replayed(&op) {
+            return result;
+        }
+        self.gate.pass(op).await;
         lock_core(&self.core).term(self.group, self.seq, self.delivery_count, reason);
-        Ok(())
+        self.gate.recorded(Ok(()))
     }
 }

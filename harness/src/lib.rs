@@ -26,7 +26,7 @@
 //! - [`report`]: divergence reports (the differing fields side by side, and the path).
 //! - [`replay`]: model and implementation stepped together; replaying a JSON trace.
 //! - [`exhaustive`]: `harness exhaustive`: every transition of a bounded model run (reduced
-//!   as the checker reduces it), replayed by worker processes that fork at every state, with
+//!   as the checker reduces it), replayed by worker threads that branch at every state on copies of the world, with
 //!   stutter probes at every state.
 //! - [`fuzz`]: `harness fuzz`: proptest-generated action sequences, shrunk on divergence.
 //! - [`counterexamples`]: `harness counterexamples`: every variant's counterexample violates

@@ -32,12 +32,9 @@ enum Command {
     /// comparing states after every step; a counterexample must be violated there too.
     Replay(ReplayArgs),
     /// Replay every transition of a bounded model run (or, with `--coverage`, the shortest
-    /// path to every state, or every maximal path) on the implementation, forking at each
-    /// state, with stutter probes at every state.
+    /// path to every state, or every maximal path) on the implementation, branching at each
+    /// state on copies of the world, with stutter probes at every state.
     Exhaustive(ExhaustiveArgs),
-    /// One replay worker of `exhaustive` (started by it; reads its plan on stdin).
-    #[command(hide = true)]
-    ExhaustiveWorker,
     /// Replay proptest-generated action sequences; shrink and print a diverging one.
     Fuzz(FuzzArgs),
     /// For every variant: its counterexample is violated on its implementation, and the same
@@ -177,7 +174,7 @@ struct ExhaustiveArgs {
     /// every maximal path from the initial state (up to --max-paths).
     #[arg(long, value_enum, default_value = "transitions")]
     coverage: exhaustive::Coverage,
-    /// Replay worker processes [default: the number of cores].
+    /// Replay worker threads [default: the number of cores].
     #[arg(long)]
     threads: Option<usize>,
     /// Most states the exploration holds in memory.
@@ -247,13 +244,6 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Replay(args) => run_replay(&args),
         Command::Exhaustive(args) => run_exhaustive(&args),
-        Command::ExhaustiveWorker => match exhaustive::worker::serve() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("error: exhaustive-worker: {error}");
-                ExitCode::FAILURE
-            }
-        },
         Command::Fuzz(args) => run_fuzz(&args),
         Command::Counterexamples(args) => run_counterexamples(&args),
         Command::Soak(args) => harness::soak::run(args),
@@ -339,10 +329,6 @@ fn run_exhaustive(args: &ExhaustiveArgs) -> ExitCode {
         Ok(config) => config,
         Err(error) => return usage_error(error),
     };
-    let worker = match std::env::current_exe() {
-        Ok(worker) => worker,
-        Err(error) => return usage_error(format!("cannot find the harness executable: {error}")),
-    };
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -376,15 +362,10 @@ fn run_exhaustive(args: &ExhaustiveArgs) -> ExitCode {
         stutter_probes: !args.no_stutter_probes,
         partial_order: !args.no_partial_order,
         max_states: args.max_states,
-        worker,
     };
     let outcome = match exhaustive::run(&options) {
         Ok(outcome) => outcome,
         Err(exhaustive::RunError::TooManyStates(too_many)) => return usage_error(too_many),
-        Err(error) => {
-            println!("{error}");
-            return ExitCode::FAILURE;
-        }
     };
     print_exploration(&outcome, args.coverage);
     print_replay(&outcome);
@@ -471,13 +452,13 @@ fn print_replay(outcome: &exhaustive::Outcome) {
     }
     println!(
         "replayed {} transitions and {} stutter probes, reaching {} states, in {seconds:.2} s: \
-         {:.0} transitions/s, {} forks ({:.0}/s){cut}",
+         {:.0} transitions/s, {} copies of the world ({:.0}/s){cut}",
         outcome.steps,
         outcome.probes,
         outcome.paths,
         outcome.steps_per_second(),
-        outcome.forks,
-        outcome.forks as f64 / seconds,
+        outcome.copies,
+        outcome.copies as f64 / seconds,
     );
 }
 

@@ -18,7 +18,7 @@ use model::{Action, Config, State, TicketingModel, Variant};
 use crate::abstraction::observe;
 use crate::backend::Backend;
 use crate::report::{Departure, Divergence, differences};
-use crate::world::World;
+use crate::world::{Refusal, World};
 
 /// A model and an implementation, stepped together.
 #[derive(Debug)]
@@ -86,11 +86,26 @@ impl Replay {
     }
 
     /// Stops describing steps in words: a divergence then reports the path without its
-    /// descriptions. For replays that only need a verdict (the forking replay's workers,
+    /// descriptions. For replays that only need a verdict (the branching replay's workers,
     /// whose divergences are replayed again, described, from the initial state).
     pub fn quiet(mut self) -> Self {
         self.describing = false;
         self
+    }
+
+    /// An independent copy of this replay, at the same step, on a copy of the world
+    /// ([`World::copy`]): what the exhaustive replay branches from.
+    pub fn copy(&self) -> Result<Self, Refusal> {
+        Ok(Self {
+            model: self.model.clone(),
+            world: self.world.copy()?,
+            state: self.state.clone(),
+            observed: self.observed.clone(),
+            actions: self.actions.clone(),
+            descriptions: self.descriptions.clone(),
+            describing: self.describing,
+            probes: self.probes,
+        })
     }
 
     /// The model replayed.
@@ -181,7 +196,7 @@ impl Replay {
     /// Makes one stutter probe (one of [`Replay::stutter_probes`]): delivers the message
     /// anyway and checks that the listener changes nothing but its delivery count
     /// (dead-lettering it if that was its last allowed delivery). A probe spends a delivery
-    /// the model never counts, so a replay ends with its probes (the forking replay makes
+    /// the model never counts, so a replay ends with its probes (the branching replay makes
     /// each in a process of its own).
     pub fn probe(&mut self, action: Action) -> Result<(), Divergence> {
         let Action::Deliver { message, .. } = action else {
@@ -236,7 +251,12 @@ impl Replay {
 
     fn compare(&mut self, expected: State) -> Result<(), Divergence> {
         let observation = observe(&self.world, &expected);
-        let found = differences(&expected, &observation.state);
+        // Equal states need no field-by-field rendering (the exhaustive replay's hot path).
+        let found = if observation.state == expected {
+            Vec::new()
+        } else {
+            differences(&expected, &observation.state)
+        };
         if !found.is_empty() || !observation.problems.is_empty() {
             return Err(self.divergence(Departure::States {
                 differences: found,

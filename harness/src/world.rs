@@ -22,9 +22,11 @@
 //! (the model keeps a message that is not applicable yet pending and undeliverable).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::answers;
 use crate::backend::{Backend, Lease, Store};
@@ -60,6 +62,8 @@ fn refuse<T>(reason: impl Into<String>) -> Result<T, Refusal> {
 /// A member's listener task: one delivery being handled.
 pub(crate) struct Listening {
     pub(crate) task: Task<Result<Outcome, ListenerError>>,
+    /// The event delivered.
+    event: Event,
     /// The message's stream sequence.
     pub(crate) seq: Seq,
     /// Which delivery of it this is.
@@ -69,6 +73,7 @@ pub(crate) struct Listening {
 }
 
 /// A message of the stream, decoded once (the stream is append-only).
+#[derive(Clone)]
 pub(crate) struct Streamed {
     /// The event, if the payload decodes.
     pub(crate) event: Option<Event>,
@@ -79,6 +84,16 @@ pub(crate) struct Streamed {
 /// An HTTP request the model splits into two steps, parked between them.
 pub(crate) struct Request {
     pub(crate) task: Task<Result<(), ApiError>>,
+    asked: Asked,
+}
+
+/// What a client request asks: enough to start its work again on a copy of the world.
+#[derive(Clone, Debug)]
+enum Asked {
+    CreateTicket(TicketInput),
+    UpdateTicket(Id, TicketInput),
+    CreateOrder(Id),
+    CancelOrder(Id),
 }
 
 /// The implementation of one variant, in process.
@@ -136,14 +151,12 @@ fn queue_group(group: Group) -> (&'static str, &'static [Subject]) {
     }
 }
 
-/// A stepped task handling one delivery, as a member runtime would: the listener's `handle`.
-fn listening_task<L: Listener>(
-    gate: Gate,
-    listener: L,
-    event: Event,
-    handle: GatedHandle,
-) -> Task<Result<Outcome, ListenerError>> {
-    Task::new(gate, async move { listener.handle(&event, &handle).await })
+/// The work of a member handling one delivery, as a member runtime runs it: the listener's
+/// `handle`.
+type Handling = Pin<Box<dyn Future<Output = Result<Outcome, ListenerError>> + Send>>;
+
+fn handling<L: Listener + 'static>(listener: L, event: Event, handle: GatedHandle) -> Handling {
+    Box::pin(async move { listener.handle(&event, &handle).await })
 }
 
 /// The implementation's variant of the model's (they are matched by SPEC.md's name).
@@ -382,34 +395,59 @@ impl World {
             title: title_of(price).into(),
             price: price_of(price)?,
         };
+        Ok(self.request(match edited {
+            None => Asked::CreateTicket(input),
+            Some((id, _)) => Asked::UpdateTicket(id, input),
+        }))
+    }
+
+    /// A client request asking `asked`, not started.
+    fn request(&self, asked: Asked) -> Request {
         let gate = Gate::new();
-        let service = self.tickets_service(&gate, None);
-        let owner = UserId::new(OWNER);
-        let (store, outbox) = (self.tickets_store.clone(), self.uses_outbox());
-        let task = match edited {
-            None => Task::new(gate, async move {
-                let answer = tickets::create_ticket(&service, &owner, input).await;
-                answers::checked(answer, &store, outbox)
-            }),
-            Some((id, _)) => Task::new(gate, async move {
-                let answer = tickets::update_ticket(&service, &owner, id, input).await;
-                answers::checked(answer, &store, outbox)
-            }),
-        };
-        Ok(Request { task })
+        Request {
+            task: Task::new(gate.clone(), self.request_work(asked.clone(), &gate)),
+            asked,
+        }
+    }
+
+    /// The work of a request asking `asked`, reaching this world through `gate`.
+    fn request_work(
+        &self,
+        asked: Asked,
+        gate: &Gate,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send + 'static {
+        let outbox = self.uses_outbox();
+        let (tickets, orders) = (
+            self.tickets_service(gate, None),
+            self.orders_service(gate, None),
+        );
+        let (tickets_store, orders_store) = (self.tickets_store.clone(), self.orders_store.clone());
+        let (owner, buyer) = (UserId::new(OWNER), UserId::new(BUYER));
+        async move {
+            match asked {
+                Asked::CreateTicket(input) => {
+                    let answer = tickets::create_ticket(&tickets, &owner, input).await;
+                    answers::checked(answer, &tickets_store, outbox)
+                }
+                Asked::UpdateTicket(id, input) => {
+                    let answer = tickets::update_ticket(&tickets, &owner, id, input).await;
+                    answers::checked(answer, &tickets_store, outbox)
+                }
+                Asked::CreateOrder(ticket) => {
+                    let answer = orders::create_order(&orders, &buyer, ticket).await;
+                    answers::checked(answer, &orders_store, outbox)
+                }
+                Asked::CancelOrder(order) => {
+                    let answer = orders::cancel_order(&orders, &buyer, order).await;
+                    answers::checked(answer, &orders_store, outbox)
+                }
+            }
+        }
     }
 
     /// `DELETE /api/orders/:id`.
     fn cancel_request(&self, order: u8) -> Result<Request, Refusal> {
-        let id = self.order_id(order)?;
-        let gate = Gate::new();
-        let service = self.orders_service(&gate, None);
-        let (store, outbox) = (self.orders_store.clone(), self.uses_outbox());
-        let task = Task::new(gate, async move {
-            let answer = orders::cancel_order(&service, &UserId::new(BUYER), id).await;
-            answers::checked(answer, &store, outbox)
-        });
-        Ok(Request { task })
+        Ok(self.request(Asked::CancelOrder(self.order_id(order)?)))
     }
 
     /// The racy `POST /api/orders`, up to its insert (after its `isReserved` check).
@@ -474,15 +512,7 @@ impl World {
     }
 
     fn order_request(&self, ticket: u8) -> Result<Request, Refusal> {
-        let id = self.ticket_id(ticket)?;
-        let gate = Gate::new();
-        let service = self.orders_service(&gate, None);
-        let (store, outbox) = (self.orders_store.clone(), self.uses_outbox());
-        let task = Task::new(gate, async move {
-            let answer = orders::create_order(&service, &UserId::new(BUYER), id).await;
-            answers::checked(answer, &store, outbox)
-        });
-        Ok(Request { task })
+        Ok(self.request(Asked::CreateOrder(self.ticket_id(ticket)?)))
     }
 
     /// Runs a client's request through the step: to completion with the outbox; without,
@@ -535,29 +565,114 @@ impl World {
             .map_err(|error| Refusal(format!("message {message} does not decode: {error}")))?;
         let gate = Gate::new();
         let acked = Arc::new(AtomicBool::new(false));
-        let handle = GatedHandle::new(
-            Arc::clone(&self.core),
-            gate.clone(),
-            (self.groups[g], seq, delivery.delivery_count),
-            Arc::clone(&acked),
-        );
-        let task = match group {
-            Group::Orders => {
-                let service = self.orders_service(&gate, Some(seq));
-                listening_task(gate, service, event, handle)
-            }
-            Group::Tickets => {
-                let service = self.tickets_service(&gate, Some(seq));
-                listening_task(gate, service, event, handle)
-            }
-        };
+        let work = self.handling(group, &event, (seq, delivery.delivery_count), &gate, &acked);
         let listening = Listening {
-            task,
+            task: Task::new(gate, work),
+            event,
             seq,
             delivery: delivery.delivery_count,
             acked,
         };
         self.advance_member(group, member, listening, true, expected)
+    }
+
+    /// The work of `group`'s member handling delivery `delivery` of `event` (stream sequence
+    /// `seq`), reaching this world through `gate`; `acked` is set once it acknowledges.
+    fn handling(
+        &self,
+        group: Group,
+        event: &Event,
+        (seq, delivery): (Seq, u32),
+        gate: &Gate,
+        acked: &Arc<AtomicBool>,
+    ) -> Handling {
+        let handle = GatedHandle::new(
+            Arc::clone(&self.core),
+            gate.clone(),
+            (self.groups[group as usize], seq, delivery),
+            Arc::clone(acked),
+        );
+        match group {
+            Group::Orders => handling(self.orders_service(gate, Some(seq)), event.clone(), handle),
+            Group::Tickets => {
+                handling(self.tickets_service(gate, Some(seq)), event.clone(), handle)
+            }
+        }
+    }
+
+    /// An independent copy of this world, for the exhaustive replay's depth-first walk: the
+    /// stores and the broker core are copied, and every parked task is re-created on the copy
+    /// ([`Task::recreate`]), parked where the original is. Only memory stores are copied.
+    pub fn copy(&self) -> Result<World, Refusal> {
+        let mut world = World {
+            variant: self.variant,
+            service_config: self.service_config.clone(),
+            members: self.members,
+            tickets_store: self.tickets_store.copy()?,
+            orders_store: self.orders_store.copy()?,
+            core: Arc::new(Mutex::new(lock_core(&self.core).clone())),
+            groups: self.groups,
+            member_ids: self.member_ids.clone(),
+            journal: self.journal.copy(),
+            ids: self.ids.clone(),
+            listening: [
+                (0..self.members).map(|_| None).collect(),
+                (0..self.members).map(|_| None).collect(),
+            ],
+            publishing: [Vec::new(), Vec::new()],
+            reserving: Vec::new(),
+            stream: self.stream.clone(),
+            ghost: self.ghost,
+            problems: self.problems.clone(),
+            versions: self.versions.clone(),
+            _lease: None,
+        };
+        for group in Group::ALL {
+            for (member, slot) in self.listening[group as usize].iter().enumerate() {
+                if let Some(listening) = slot {
+                    let copy = world.copy_listening(group, listening)?;
+                    world.listening[group as usize][member] = Some(copy);
+                }
+            }
+        }
+        for service in [Service::Tickets, Service::Orders] {
+            for request in &self.publishing[service as usize] {
+                let copy = world.copy_request(request)?;
+                world.publishing[service as usize].push(copy);
+            }
+        }
+        for request in &self.reserving {
+            let copy = world.copy_request(request)?;
+            world.reserving.push(copy);
+        }
+        Ok(world)
+    }
+
+    fn copy_listening(&self, group: Group, original: &Listening) -> Result<Listening, Refusal> {
+        let gate = Gate::new();
+        let acked = Arc::new(AtomicBool::new(original.acked.load(Ordering::SeqCst)));
+        let at = (original.seq, original.delivery);
+        let work = self.handling(group, &original.event, at, &gate, &acked);
+        let task = Task::recreate(&original.task, gate, work)
+            .map_err(|why| Refusal(format!("{} member's task: {why}", group.name())))?;
+        Ok(Listening {
+            task,
+            event: original.event.clone(),
+            seq: original.seq,
+            delivery: original.delivery,
+            acked,
+        })
+    }
+
+    fn copy_request(&self, original: &Request) -> Result<Request, Refusal> {
+        let gate = Gate::new();
+        let work = self.request_work(original.asked.clone(), &gate);
+        let task = Task::recreate(&original.task, gate, work)
+            .map_err(|why| Refusal(format!("request {:?}: {why}", original.asked)))?;
+        Ok(Request {
+            task,
+            asked: original.asked.clone(),
+        })
     }
 
     /// Advances a member's task through one step: a delivery starts it; any other step lets

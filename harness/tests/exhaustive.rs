@@ -1,5 +1,5 @@
 //! `harness exhaustive` at small bounds: every transition of the bounded model (reduced by the
-//! checker's symmetry and partial-order reduction) replayed by the forking workers, followed
+//! checker's symmetry and partial-order reduction) replayed by the branching workers, followed
 //! step for step, with stutter probes at every state; a seeded bug is caught, and a gap bug
 //! only the probes can see is caught by them.
 
@@ -37,7 +37,6 @@ fn options(config: Config) -> Options {
         stutter_probes: true,
         partial_order: true,
         max_states: 1_000_000,
-        worker: env!("CARGO_BIN_EXE_harness").into(),
     }
 }
 
@@ -122,7 +121,7 @@ fn the_shortest_path_to_every_state_takes_only_the_tree_edges() {
 }
 
 #[test]
-fn the_forking_replay_catches_a_seeded_bug() {
+fn the_branching_replay_catches_a_seeded_bug() {
     // naive-version's listener applies a stale ticket:updated (a redelivery after v2) over
     // the newer replica: the reference model acknowledges it as a duplicate.
     let config = small(Variant::Reference, 2, 1, 0, 1);

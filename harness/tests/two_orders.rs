@@ -40,7 +40,6 @@ fn assert_follows(variant: Variant) {
         stutter_probes: true,
         partial_order: true,
         max_states: 100_000,
-        worker: env!("CARGO_BIN_EXE_harness").into(),
     })
     .unwrap();
     if let Some(divergence) = &outcome.divergence {

@@ -2,13 +2,13 @@
 //!
 //! The model is explored once, breadth first, with the checker's own reductions (symmetry,
 //! and the partial-order reduction unless `--no-partial-order`), into a spanning tree of its
-//! graph ([`plan`]). Worker processes then walk that tree depth first with one
-//! implementation each and fork a child per outgoing transition ([`worker`]): the child takes
-//! the step on its copy of the world and compares with the model's successor, and on a tree
+//! graph ([`plan`]). Worker threads then walk that tree depth first with one
+//! implementation each and branch per outgoing transition ([`worker`]): each branch takes
+//! the step on a copy of the world and compares with the model's successor, and on a tree
 //! edge walks on. So every transition is replayed once, from a state the replay reached once,
 //! and nothing restarts from the initial state. At every state each stutter probe (a pending
 //! message the model does not let an idle member take, offered to each idle member) is one
-//! more child. Reaching every state is not enough: a bug can live on one transition into a
+//! more branch. Reaching every state is not enough: a bug can live on one transition into a
 //! state a shorter path also reaches (a stale save that overwrites a newer replica lands, in
 //! the model, where a successful save followed by an acknowledged duplicate does).
 //! `--coverage states` takes only the tree's edges (the shortest path to every state);
@@ -18,9 +18,6 @@
 //! followed the model and no worker reported a problem; on divergence it reports the
 //! shortest diverging path found, replayed again from the initial state.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stateright::Model;
@@ -32,11 +29,10 @@ use crate::report::Divergence;
 
 pub mod paths;
 pub mod plan;
-pub mod process;
 pub mod worker;
 
 pub use plan::{Plan, TooManyStates};
-use worker::{Line, Spec};
+use worker::{Line, Spec, Walked};
 
 /// The bounds `harness exhaustive` uses by default: the model checker's (two edits, an order,
 /// its cancellation and a second order of one ticket, two members per group, one crash and
@@ -68,7 +64,7 @@ pub struct Options {
     pub max_paths: usize,
     /// Which paths.
     pub coverage: Coverage,
-    /// Worker processes (or, with `all-paths`, threads).
+    /// Worker threads.
     pub threads: usize,
     /// Make the stutter probes.
     pub stutter_probes: bool,
@@ -76,8 +72,6 @@ pub struct Options {
     pub partial_order: bool,
     /// Most states the exploration holds (a bound on its memory).
     pub max_states: usize,
-    /// The `harness` executable the workers run (`harness exhaustive-worker`).
-    pub worker: PathBuf,
 }
 
 /// The default bound on the states an exploration holds (a few dozen bytes each).
@@ -101,8 +95,8 @@ pub struct Outcome {
     pub steps: usize,
     /// Stutter probes made.
     pub probes: usize,
-    /// Processes forked.
-    pub forks: usize,
+    /// Copies of the world made (one per transition or probe but the last at each state).
+    pub copies: usize,
     /// Time spent exploring the model.
     pub exploring: Duration,
     /// Time spent replaying.
@@ -111,8 +105,8 @@ pub struct Outcome {
     pub diverging_paths: usize,
     /// The shortest divergence found.
     pub divergence: Option<Divergence>,
-    /// What went wrong besides divergences (a worker crashed or could not fork); any makes
-    /// the run fail.
+    /// What went wrong besides divergences (a step panicked, a world could not be copied);
+    /// any makes the run fail.
     pub problems: Vec<String>,
 }
 
@@ -129,9 +123,6 @@ pub enum RunError {
     /// The model is bigger than `max_states`.
     #[error(transparent)]
     TooManyStates(#[from] TooManyStates),
-    /// A worker process could not be started or talked to.
-    #[error("the replay workers: {0}")]
-    Workers(String),
 }
 
 /// Explores `options.config` and replays it on the implementation.
@@ -146,7 +137,7 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
     let exploring = started.elapsed();
     let replayed_nodes = plan.nodes().min(options.max_paths);
     let started = Instant::now();
-    let (lines, problems) = run_workers(options, &plan, replayed_nodes as u32)?;
+    let (walked, problems) = run_workers(options, &plan, replayed_nodes as u32);
     let mut outcome = Outcome {
         unique_states: plan.nodes(),
         transitions: Some(plan.transitions()),
@@ -157,27 +148,14 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
         problems,
         ..Outcome::default()
     };
-    let mut diverged = Vec::new();
-    for line in lines {
-        match line {
-            Line::Done {
-                transitions,
-                probes,
-                states,
-                forks,
-            } => {
-                outcome.steps += transitions as usize;
-                outcome.probes += probes as usize;
-                outcome.paths += states as usize;
-                outcome.forks += forks as usize;
-            }
-            diverging => diverged.push(diverging),
-        }
-    }
+    outcome.steps = walked.transitions as usize;
+    outcome.probes = walked.probes as usize;
+    outcome.paths = walked.states as usize;
+    outcome.copies = walked.copies as usize;
+    let diverged: Vec<Line> = walked.lines.into_iter().flatten().collect();
     outcome.diverging_paths = diverged.len();
     let depth = |line: &Line| match line {
         Line::Transition { node, .. } | Line::Probe { node, .. } => plan.tree_path(*node).len(),
-        Line::Done { .. } => usize::MAX,
     };
     if let Some(shortest) = diverged.iter().min_by_key(|line| depth(line)) {
         match rederive(options, &listing, &plan, *shortest) {
@@ -188,97 +166,46 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
     Ok(outcome)
 }
 
-/// Starts one worker per part of the plan (nodes below `replayed`), hands each the plan, and
-/// collects what they report: parsed lines, and the problems.
-fn run_workers(
-    options: &Options,
-    plan: &Plan,
-    replayed: u32,
-) -> Result<(Vec<Line>, Vec<String>), RunError> {
-    let parts: Vec<_> = plan
+/// Walks the plan (nodes below `replayed`) with one worker thread per part; what they
+/// found, their counts added up, and the problems.
+fn run_workers(options: &Options, plan: &Plan, replayed: u32) -> (Walked, Vec<String>) {
+    let specs: Vec<Spec> = plan
         .split(options.threads)
         .into_iter()
-        .map(|part| part.start.min(replayed)..part.end.min(replayed))
+        .map(|part| Spec {
+            config: options.config,
+            implementation: options.implementation,
+            partial_order: options.partial_order,
+            probes: options.stutter_probes,
+            tree_only: options.coverage == Coverage::States,
+            owned: part.start.min(replayed)..part.end.min(replayed),
+        })
         .collect();
-    let mut bytes = Vec::with_capacity(4 * plan.words());
-    plan.write_to(&mut bytes)
-        .map_err(|error| RunError::Workers(error.to_string()))?;
-    let results = std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|owned| {
-                let spec = Spec {
-                    config: options.config,
-                    implementation: options.implementation,
-                    partial_order: options.partial_order,
-                    probes: options.stutter_probes,
-                    tree_only: options.coverage == Coverage::States,
-                    nodes: plan.nodes(),
-                    transitions: plan.transitions(),
-                    owned,
-                };
-                let bytes = &bytes;
-                scope.spawn(move || one_worker(&options.worker, &spec, bytes))
-            })
+    let walks: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = specs
+            .iter()
+            .map(|spec| scope.spawn(move || worker::walk(plan, spec)))
             .collect();
-        handles
-            .into_iter()
-            .map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|_| Err("a worker's reader panicked".into()))
-            })
-            .collect::<Vec<_>>()
+        handles.into_iter().map(|handle| handle.join()).collect()
     });
-    let (mut lines, mut problems) = (Vec::new(), Vec::new());
-    for result in results {
-        let (parsed, done) = result.map_err(RunError::Workers)?;
-        if !done {
-            problems.push("a worker ended without its summary line".to_owned());
-        }
-        for line in parsed {
+    let (mut total, mut problems) = (Walked::default(), Vec::new());
+    for walk in walks {
+        let Ok(walk) = walk else {
+            problems.push("a worker panicked outside a step".to_owned());
+            continue;
+        };
+        total.transitions += walk.transitions;
+        total.probes += walk.probes;
+        total.states += walk.states;
+        total.copies += walk.copies;
+        for line in walk.lines {
             match line {
-                Ok(line) => lines.push(line),
-                Err(problem) => problems.push(problem),
+                Ok(line) => total.lines.push(Ok(line)),
+                Err(problem) => problems.push(format!("worker: {problem}")),
             }
         }
     }
-    Ok((lines, problems))
-}
-
-type Lines = (Vec<Result<Line, String>>, bool);
-
-/// Runs one worker on `spec` and the plan's `words`; its lines, and whether it said done.
-fn one_worker(executable: &PathBuf, spec: &Spec, words: &[u8]) -> Result<Lines, String> {
-    let mut child = Command::new(executable)
-        .arg("exhaustive-worker")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|error| format!("cannot start {}: {error}", executable.display()))?;
-    let header = serde_json::to_string(spec).map_err(|error| error.to_string())?;
-    {
-        let mut stdin = child.stdin.take().ok_or("the worker has no stdin")?;
-        stdin
-            .write_all(header.as_bytes())
-            .and_then(|()| stdin.write_all(b"\n"))
-            .and_then(|()| stdin.write_all(words))
-            .map_err(|error| format!("cannot hand the worker its plan: {error}"))?;
-    }
-    let stdout = child.stdout.take().ok_or("the worker has no stdout")?;
-    let mut lines = Vec::new();
-    let mut done = false;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.map_err(|error| error.to_string())?;
-        let parsed = Line::parse(&line);
-        done |= matches!(parsed, Ok(Line::Done { .. }));
-        lines.push(parsed);
-    }
-    let status = child.wait().map_err(|error| error.to_string())?;
-    if !status.success() {
-        lines.push(Err(format!("a worker exited with {status}")));
-    }
-    Ok((lines, done))
+    (total, problems)
 }
 
 /// The divergence a worker reported, replayed again from the initial state (a worker
@@ -291,7 +218,6 @@ fn rederive(
 ) -> Result<Divergence, String> {
     let node = match line {
         Line::Transition { node, .. } | Line::Probe { node, .. } => node,
-        Line::Done { .. } => return Err("not a divergence".into()),
     };
     let mut state = listing.init_states().remove(0);
     let mut path: Vec<Action> = Vec::new();
@@ -354,7 +280,7 @@ fn run_all_paths(options: &Options) -> Outcome {
         truncated,
         steps: replayed.steps,
         probes: replayed.probes,
-        forks: 0,
+        copies: 0,
         exploring,
         replaying: started.elapsed(),
         diverging_paths: replayed.diverging_paths,

@@ -16,7 +16,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{self, Write};
 
 use stateright::{Model, Representative};
 
@@ -94,50 +93,6 @@ impl Plan {
         }
         ranges.push(start..self.nodes() as u32);
         ranges
-    }
-
-    /// Writes the arrays a worker needs (not the parents) as native-endian words.
-    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
-        let mut bytes = Vec::with_capacity(4 * self.words());
-        for word in self.starts.iter().chain(&self.targets).chain(&self.ends) {
-            bytes.extend_from_slice(&word.to_ne_bytes());
-        }
-        out.write_all(&bytes)
-    }
-
-    /// The words [`Plan::write_to`] writes.
-    pub fn words(&self) -> usize {
-        self.starts.len() + self.targets.len() + self.ends.len()
-    }
-}
-
-/// A worker's view of the plan's arrays, laid out as [`Plan::write_to`] writes them.
-#[derive(Clone, Copy, Debug)]
-pub struct PlanView<'a> {
-    starts: &'a [u32],
-    targets: &'a [u32],
-    ends: &'a [u32],
-}
-
-impl<'a> PlanView<'a> {
-    /// The view of `words`, holding `nodes` nodes and `transitions` edges.
-    pub fn new(words: &'a [u32], nodes: usize, transitions: usize) -> Option<Self> {
-        if words.len() != 2 * nodes + 1 + transitions {
-            return None;
-        }
-        let (starts, rest) = words.split_at(nodes + 1);
-        let (targets, ends) = rest.split_at(transitions);
-        Some(Self {
-            starts,
-            targets,
-            ends,
-        })
-    }
-
-    /// Node `node`'s edges.
-    pub fn edges(&self, node: u32) -> &'a [u32] {
-        let n = node as usize;
-        &self.targets[self.starts[n] as usize..self.starts[n + 1] as usize]
     }
 
     /// The end of node `node`'s subtree.
@@ -274,23 +229,6 @@ mod tests {
             for child in plan.edges(node).iter().filter(|t| **t != NOT_TREE) {
                 assert!(node < *child && plan.ends[*child as usize] <= plan.ends[node as usize]);
             }
-        }
-    }
-
-    #[test]
-    fn the_worker_view_reads_what_the_plan_wrote() {
-        let plan = explore(&small(), 100_000).unwrap();
-        let mut bytes = Vec::new();
-        plan.write_to(&mut bytes).unwrap();
-        let words: Vec<u32> = bytes
-            .chunks(4)
-            .map(|word| u32::from_ne_bytes(word.try_into().unwrap()))
-            .collect();
-        assert_eq!(words.len(), plan.words());
-        let view = PlanView::new(&words, plan.nodes(), plan.transitions()).unwrap();
-        for node in 0..plan.nodes() as u32 {
-            assert_eq!(view.edges(node), plan.edges(node));
-            assert_eq!(view.end(node), plan.ends[node as usize]);
         }
     }
 

@@ -1,40 +1,30 @@
-//! The forking replay: a worker process walks the plan's spanning tree depth first with one
-//! implementation, and forks a child per outgoing transition and per stutter probe. The child
-//! takes its one step on its copy of the world (a fork is the snapshot), compares with the
-//! model's successor, and, for a tree edge, goes on walking the subtree; the parent waits,
-//! then forks the next. So no step is ever replayed twice, and no walk restarts from the
-//! initial state.
+//! The branching replay: a worker walks its part of the plan's spanning tree depth first with
+//! one implementation, and at each node makes every outgoing transition and every stutter
+//! probe on a copy of the world ([`Replay::copy`]: the stores and the broker core copied,
+//! parked tasks re-created from their recorded operations). The copy takes its one step,
+//! compares with the model's successor and, for a tree edge, walks on into the subtree; the
+//! last job at a node runs on the world itself (nothing needs that state after it). So no
+//! step is ever replayed twice, and no walk restarts from the initial state.
 //!
-//! `run` starts the workers with `harness exhaustive-worker` (a fresh process: the one that
-//! explored the model holds the whole graph, and a fork copies its page tables), writes each
-//! its part of the plan on stdin and reads report lines from its stdout. A worker has one
-//! thread, keeps the plan and its counters in shared mappings (forks copy neither), and its
-//! children write their reports straight to the shared stdout pipe in one `write` each:
-//! - `T node edge`: the transition's step diverged;
-//! - `P node group member message`: the stutter probe diverged;
-//! - `X node what`: a child crashed or could not be forked, or the plan does not fit;
-//! - `done transitions probes states forks`: the worker's last line.
+//! Workers are threads, one per part of the plan ([`super::Plan::split`]); each has its own
+//! worlds (nothing in a world is shared between threads) and reports what diverged as
+//! [`Line`]s with its counts.
 //!
 //! The invariant: a worker counts a transition (or probe, or state) only after the
 //! implementation took it and the observed state equalled the model's; a node's transitions
 //! and probes are made, and counted, by the one worker that owns it, so counts add up.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
-
-use model::state::Group;
 use model::{Action, Config, TicketingModel, Variant};
 
-use super::plan::{NOT_TREE, PlanView, successors};
-use super::process::{self, Ended, Forked, Shared};
+use super::plan::{NOT_TREE, Plan, successors};
 use crate::replay::Replay;
 
-/// What a worker is asked to do (its stdin's first line, before the plan's words).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// What a worker is asked to do.
+#[derive(Clone, Debug)]
 pub struct Spec {
     /// The model's bounds.
     pub config: Config,
@@ -46,21 +36,11 @@ pub struct Spec {
     pub probes: bool,
     /// Whether only tree edges are taken (the shortest path to every state).
     pub tree_only: bool,
-    /// The plan's nodes.
-    pub nodes: usize,
-    /// The plan's edges.
-    pub transitions: usize,
     /// The nodes this worker owns (pre-order numbers).
     pub owned: Range<u32>,
 }
 
-const TRANSITIONS: usize = 0;
-const PROBES: usize = 1;
-const STATES: usize = 2;
-const FORKS: usize = 3;
-const COUNTERS: usize = 4;
-
-/// One step a worker makes at a node, in a child of its own or (the last) in place.
+/// One step a worker makes at a node, on a copy of the world or (the last) in place.
 #[derive(Clone, Copy, Debug)]
 enum Job {
     Probe(Action),
@@ -71,46 +51,56 @@ enum Job {
     },
 }
 
-struct Worker<'a> {
-    plan: PlanView<'a>,
-    model: TicketingModel,
-    spec: &'a Spec,
-    counters: &'a [AtomicU64],
+/// What one worker did.
+#[derive(Clone, Debug, Default)]
+pub struct Walked {
+    /// Transitions replayed.
+    pub transitions: u64,
+    /// Probes made.
+    pub probes: u64,
+    /// States reached.
+    pub states: u64,
+    /// Copies of the world made.
+    pub copies: u64,
+    /// What diverged, and the problems (`Err`: a copy that could not be made, a step that
+    /// panicked, a plan that does not fit the model).
+    pub lines: Vec<Result<Line, String>>,
 }
 
-/// `harness exhaustive-worker`: reads a [`Spec`] and the plan from stdin, walks its part,
-/// and writes report lines to stdout (see the module docs).
-pub fn serve() -> io::Result<()> {
-    let mut input = BufReader::new(io::stdin().lock());
-    let mut header = String::new();
-    input.read_line(&mut header)?;
-    let spec: Spec = serde_json::from_str(&header).map_err(io::Error::other)?;
-    let words = 2 * spec.nodes + 1 + spec.transitions;
-    let mut plan = Shared::new(words.div_ceil(2))?;
-    input.read_exact(&mut plan.bytes_mut()[..4 * words])?;
-    drop(input);
-    let view = PlanView::new(&plan.u32s()[..words], spec.nodes, spec.transitions)
-        .ok_or_else(|| io::Error::other("the plan's words do not match its header"))?;
-    let counters = Shared::new(COUNTERS)?;
+struct Worker<'a> {
+    plan: &'a Plan,
+    model: TicketingModel,
+    spec: &'a Spec,
+    counts: [Cell<u64>; 4],
+    lines: RefCell<Vec<Result<Line, String>>>,
+}
+
+const TRANSITIONS: usize = 0;
+const PROBES: usize = 1;
+const STATES: usize = 2;
+const COPIES: usize = 3;
+
+/// Walks the part of `plan` that `spec` names (see the module docs).
+pub fn walk(plan: &Plan, spec: &Spec) -> Walked {
     let worker = Worker {
-        plan: view,
+        plan,
         model: TicketingModel::new(spec.config).with_partial_order(spec.partial_order),
-        spec: &spec,
-        counters: counters.counters(),
+        spec,
+        counts: Default::default(),
+        lines: RefCell::default(),
     };
     match Replay::against(spec.config, spec.implementation) {
         Ok(replay) => worker.visit(0, &mut replay.quiet()),
-        Err(_) => worker.report("X 0 the initial states differ"),
+        Err(_) => worker.problem("the initial states differ".into()),
     }
-    let count = |counter: usize| worker.counters[counter].load(Ordering::SeqCst);
-    worker.report(&format!(
-        "done {} {} {} {}",
-        count(TRANSITIONS),
-        count(PROBES),
-        count(STATES),
-        count(FORKS)
-    ));
-    Ok(())
+    let count = |counter: usize| worker.counts[counter].get();
+    Walked {
+        transitions: count(TRANSITIONS),
+        probes: count(PROBES),
+        states: count(STATES),
+        copies: count(COPIES),
+        lines: worker.lines.take(),
+    }
 }
 
 impl Worker<'_> {
@@ -126,12 +116,15 @@ impl Worker<'_> {
     }
 
     fn count(&self, counter: usize) {
-        self.counters[counter].fetch_add(1, Ordering::Relaxed);
+        self.counts[counter].set(self.counts[counter].get() + 1);
     }
 
-    fn report(&self, line: &str) {
-        // Nothing to do if main is gone: it reads until every process has closed the pipe.
-        let _ = process::write_line(1, &format!("{line}\n"));
+    fn diverged(&self, line: Line) {
+        self.lines.borrow_mut().push(Ok(line));
+    }
+
+    fn problem(&self, problem: String) {
+        self.lines.borrow_mut().push(Err(problem));
     }
 
     /// What this worker does at `node`, whose state `replay` is in.
@@ -163,7 +156,7 @@ impl Worker<'_> {
         Ok(jobs)
     }
 
-    /// Makes every job at `node`: each in a child of its own, the last in place (nothing
+    /// Makes every job at `node`: each on a copy of the world, the last in place (nothing
     /// needs this state after it).
     fn visit(&self, node: u32, replay: &mut Replay) {
         if self.owns(node) {
@@ -171,30 +164,30 @@ impl Worker<'_> {
         }
         let jobs = match self.jobs(node, replay) {
             Ok(jobs) => jobs,
-            Err(problem) => return self.report(&format!("X {node} {problem}")),
+            Err(problem) => return self.problem(format!("at node {node}: {problem}")),
         };
         let last = jobs.len().saturating_sub(1);
         for (index, job) in jobs.into_iter().enumerate() {
             if index == last {
-                return self.run(node, job, replay);
+                return self.guarded(node, job, replay);
             }
-            self.fork(node, job, replay);
+            self.branch(node, job, replay);
         }
     }
 
-    fn fork(&self, node: u32, job: Job, replay: &mut Replay) {
-        self.count(FORKS);
-        match process::fork() {
-            Ok(Forked::Child) => {
-                let ran = catch_unwind(AssertUnwindSafe(|| self.run(node, job, replay)));
-                process::exit_now(if ran.is_ok() { 0 } else { 101 })
-            }
-            Ok(Forked::Parent(pid)) => match process::wait(pid) {
-                Ok(Ended::Exited(0)) => {}
-                Ok(ended) => self.report(&format!("X {node} {job:?} ended: {ended:?}")),
-                Err(error) => self.report(&format!("X {node} {job:?} not waited for: {error}")),
-            },
-            Err(error) => self.report(&format!("X {node} {job:?} not forked: {error}")),
+    /// Runs `job`, reporting a panic (an implementation bug the step ran into) as a problem.
+    fn guarded(&self, node: u32, job: Job, replay: &mut Replay) {
+        if catch_unwind(AssertUnwindSafe(|| self.run(node, job, replay))).is_err() {
+            self.problem(format!("at node {node}: {job:?} panicked"));
+        }
+    }
+
+    /// Makes `job` on a copy of the world at `node`, leaving `replay` as it stands.
+    fn branch(&self, node: u32, job: Job, replay: &Replay) {
+        self.count(COPIES);
+        match replay.copy() {
+            Ok(mut copy) => self.guarded(node, job, &mut copy),
+            Err(refusal) => self.problem(format!("at node {node}: {job:?}: {}", refusal.0)),
         }
     }
 
@@ -202,16 +195,10 @@ impl Worker<'_> {
         match job {
             Job::Probe(action) => match replay.probe(action) {
                 Ok(()) => self.count(PROBES),
-                Err(_) => {
-                    if let Action::Deliver {
-                        group,
-                        member,
-                        message,
-                    } = action
-                    {
-                        self.report(&format!("P {node} {} {member} {message}", group as u8));
-                    }
-                }
+                Err(_) => self.diverged(Line::Probe {
+                    node,
+                    probe: action,
+                }),
             },
             Job::Step {
                 edge,
@@ -220,7 +207,7 @@ impl Worker<'_> {
             } => {
                 let owns = self.owns(node);
                 match replay.step(action) {
-                    Err(_) if owns => self.report(&format!("T {node} {edge}")),
+                    Err(_) if owns => self.diverged(Line::Transition { node, edge }),
                     // Not this worker's transition: its owner reports it.
                     Err(_) => {}
                     Ok(()) => {
@@ -237,7 +224,8 @@ impl Worker<'_> {
     }
 }
 
-/// A line a worker wrote, parsed.
+/// A divergence a worker found: where, not the path (the path is the tree's path to the
+/// node, then the step or probe; it is replayed again, described, from the initial state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Line {
     /// The step of edge `edge` of `node` diverged.
@@ -254,50 +242,4 @@ pub enum Line {
         /// The delivery.
         probe: Action,
     },
-    /// The worker is done; its counts.
-    Done {
-        /// Transitions replayed.
-        transitions: u64,
-        /// Probes made.
-        probes: u64,
-        /// States reached.
-        states: u64,
-        /// Processes forked.
-        forks: u64,
-    },
-}
-
-impl Line {
-    /// Parses a worker's line; `Err` holds a problem the worker reported, or the line.
-    pub fn parse(line: &str) -> Result<Line, String> {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let number = |i: usize| -> Result<u64, String> {
-            words
-                .get(i)
-                .and_then(|word| word.parse().ok())
-                .ok_or_else(|| format!("a worker wrote {line:?}"))
-        };
-        match words.first() {
-            Some(&"T") => Ok(Line::Transition {
-                node: number(1)? as u32,
-                edge: number(2)? as usize,
-            }),
-            Some(&"P") => Ok(Line::Probe {
-                node: number(1)? as u32,
-                probe: Action::Deliver {
-                    group: Group::ALL[(number(2)? as usize).min(1)],
-                    member: number(3)? as u8,
-                    message: number(4)? as u8,
-                },
-            }),
-            Some(&"done") => Ok(Line::Done {
-                transitions: number(1)?,
-                probes: number(2)?,
-                states: number(3)?,
-                forks: number(4)?,
-            }),
-            Some(&"X") => Err(format!("worker: {}", &line[2..])),
-            _ => Err(format!("a worker wrote {line:?}")),
-        }
-    }
 }
