@@ -7,7 +7,9 @@
 //! core is synchronous, and a store operation runs to completion where it stands:
 //! [`Store::finish`]). Every successful ticket or replica write is journaled with the
 //! record as it was before and the delivery it was made for, which is what the harness's
-//! ghost variables are built from.
+//! ghost variables are built from. Every operation's result is recorded at the gate
+//! ([`Gate::recorded`]); while a copy of the task is re-created on a copy of the world, the
+//! wrappers hand the recorded results back ([`Gate::replayed`]) and perform nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
