@@ -252,12 +252,23 @@ impl Gate {
         .await
     }
 
-    /// While the task is re-created, the result `op` had on the original, taken as this
-    /// operation's result (it is not performed again); otherwise `None`, and the caller
-    /// passes the gate and performs `op`. An operation other than the original's next one
-    /// ends the re-creation: the caller then parks at the gate, and [`Task::recreate`] reports
-    /// it.
-    pub fn replayed<T: Replayable>(&self, op: &Op) -> Option<T> {
+    /// Performs `op` for the task, as `work`: waits for a permit, runs `work`, and records a
+    /// copy of its result. While the task is re-created ([`Task::recreate`]), answers instead
+    /// with the result `op` had on the original, and neither waits nor runs `work`.
+    pub async fn perform<T: Replayable>(&self, op: Op, work: impl AsyncFnOnce() -> T) -> T {
+        if let Some(result) = self.replayed(&op) {
+            return result;
+        }
+        self.pass(op).await;
+        let result = work().await;
+        self.record(&result);
+        result
+    }
+
+    /// While the task is re-created, the result `op` had on the original; otherwise `None`.
+    /// An operation other than the original's next one ends the re-creation: the task then
+    /// parks at the gate, and [`Task::recreate`] reports it.
+    fn replayed<T: Replayable>(&self, op: &Op) -> Option<T> {
         let mut state = self.state();
         let next = state.replaying.pop_front()?;
         let copied = (next.op == *op)
@@ -279,13 +290,7 @@ impl Gate {
         }
     }
 
-    /// Keeps a copy of `result`, the result of the operation just let through (see
-    /// [`Gate::replayed`]), and returns it.
-    pub fn recorded<T: Replayable>(&self, result: T) -> T {
-        self.record(&result);
-        result
-    }
-
+    /// Keeps a copy of `result`, the result of the operation just let through.
     fn record<T: Replayable>(&self, result: &T) {
         let mut state = self.state();
         let Some(op) = state.passing.take() else {
@@ -581,7 +586,7 @@ mod tests {
         assert_eq!(task.advance(true, |_| true), Err(GateError::Completed));
     }
 
-    /// A task whose three reads each go through the replay seam, as the gated wrappers do:
+    /// A task whose three reads each go through [`Gate::perform`], as the gated wrappers do:
     /// answered from the original's record while re-created, else performed (the result is
     /// the count of reads `performed` so far) and recorded. It returns the results' sum.
     fn recording_task(gate: Gate, performed: Arc<Mutex<u32>>) -> Task<u32> {
@@ -589,16 +594,13 @@ mod tests {
         Task::new(gate, async move {
             let mut sum = 0;
             for what in ["first", "second", "third"] {
-                let op = read(what);
-                let result: Result<u32, StoreError> = match inner.replayed(&op) {
-                    Some(result) => result,
-                    None => {
-                        inner.pass(op).await;
+                let result: Result<u32, StoreError> = inner
+                    .perform(read(what), async || {
                         let mut count = performed.lock().unwrap();
                         *count += 1;
-                        inner.recorded(Ok(*count))
-                    }
-                };
+                        Ok(*count)
+                    })
+                    .await;
                 sum += result.unwrap();
             }
             sum
@@ -637,11 +639,9 @@ mod tests {
         let gate = Gate::new();
         let inner = gate.clone();
         let astray = async move {
-            let op = read("another");
-            if inner.replayed::<Result<u32, StoreError>>(&op).is_none() {
-                inner.pass(op).await;
-            }
-            0
+            let performed: Result<u32, StoreError> =
+                inner.perform(read("another"), async || Ok(0)).await;
+            performed.unwrap_or_default()
         };
         let refused = Task::recreate(&original, gate, astray).unwrap_err();
         assert!(refused.contains("another"), "{refused}");

@@ -7,9 +7,9 @@
 //! core is synchronous, and a store operation runs to completion where it stands:
 //! [`Store::finish`]). Every successful ticket or replica write is journaled with the
 //! record as it was before and the delivery it was made for, which is what the harness's
-//! ghost variables are built from. Every operation's result is recorded at the gate
-//! ([`Gate::recorded`]); while a copy of the task is re-created on a copy of the world, the
-//! wrappers hand the recorded results back ([`Gate::replayed`]) and perform nothing.
+//! ghost variables are built from. Every operation goes through [`Gate::perform`], which
+//! records its result; while a copy of the task is re-created on a copy of the world, it hands
+//! the recorded results back and performs nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -151,17 +151,17 @@ where
             id: record.id(),
             version: record.version(),
         };
-        if let Some(result) = self.gate.replayed(&op) {
-            return result;
-        }
-        self.gate.pass(op).await;
-        let inserted = (self.inner)
-            .finish(VersionedStore::<R>::insert(&self.inner, record, event))
-            .await;
-        if let Ok(after) = &inserted {
-            self.journal_write(None, after);
-        }
-        self.gate.recorded(inserted)
+        self.gate
+            .perform(op, async || {
+                let inserted = (self.inner)
+                    .finish(VersionedStore::<R>::insert(&self.inner, record, event))
+                    .await;
+                if let Ok(after) = &inserted {
+                    self.journal_write(None, after);
+                }
+                inserted
+            })
+            .await
     }
 
     async fn find_by_id(&self, id: Id) -> Result<Option<R>, StoreError> {
@@ -169,14 +169,13 @@ where
             what: R::KIND,
             id: Some(id),
         };
-        if let Some(result) = self.gate.replayed(&op) {
-            return result;
-        }
-        self.gate.pass(op).await;
-        let found = (self.inner)
-            .finish(VersionedStore::<R>::find_by_id(&self.inner, id))
-            .await;
-        self.gate.recorded(found)
+        self.gate
+            .perform(op, async || {
+                (self.inner)
+                    .finish(VersionedStore::<R>::find_by_id(&self.inner, id))
+                    .await
+            })
+            .await
     }
 
     async fn save(&self, record: R, event: Option<Event>) -> Result<Version, StoreError> {
@@ -186,20 +185,20 @@ where
             id,
             read_version: record.version(),
         };
-        if let Some(result) = self.gate.replayed(&op) {
-            return result;
-        }
-        self.gate.pass(op).await;
-        let before = self.inner.find_now::<R>(id)?;
-        let mut after = record.clone();
-        let saved = (self.inner)
-            .finish(VersionedStore::<R>::save(&self.inner, record, event))
-            .await;
-        if let Ok(version) = saved {
-            after.set_version(version);
-            self.journal_write(before, &after);
-        }
-        self.gate.recorded(saved)
+        self.gate
+            .perform(op, async || {
+                let before = self.inner.find_now::<R>(id)?;
+                let mut after = record.clone();
+                let saved = (self.inner)
+                    .finish(VersionedStore::<R>::save(&self.inner, record, event))
+                    .await;
+                if let Ok(version) = saved {
+                    after.set_version(version);
+                    self.journal_write(before, &after);
+                }
+                saved
+            })
+            .await
     }
 
     async fn replace_if_current(
@@ -214,23 +213,23 @@ where
             id,
             read_version,
         };
-        if let Some(result) = self.gate.replayed(&op) {
-            return result;
-        }
-        self.gate.pass(op).await;
-        let before = self.inner.find_now::<R>(id)?;
-        let after = record.clone();
-        let replaced = (self.inner)
-            .finish(VersionedStore::<R>::replace_if_current(
-                &self.inner,
-                record,
-                read_version,
-            ))
-            .await;
-        if replaced.is_ok() {
-            self.journal_write(before, &after);
-        }
-        self.gate.recorded(replaced)
+        self.gate
+            .perform(op, async || {
+                let before = self.inner.find_now::<R>(id)?;
+                let after = record.clone();
+                let replaced = (self.inner)
+                    .finish(VersionedStore::<R>::replace_if_current(
+                        &self.inner,
+                        record,
+                        read_version,
+                    ))
+                    .await;
+                if replaced.is_ok() {
+                    self.journal_write(before, &after);
+                }
+                replaced
+            })
+            .await
     }
 
     async fn list(&self, listing: Listing) -> Result<Vec<R>, StoreError> {
@@ -238,14 +237,13 @@ where
             what: "list",
             id: None,
         };
-        if let Some(result) = self.gate.replayed(&op) {
-            return result;
-        }
-        self.gate.pass(op).await;
-        let listed = (self.inner)
-            .finish(VersionedStore::<R>::list(&self.inner, listing))
-            .await;
-        self.gate.recorded(listed)
+        self.gate
+            .perform(op, async || {
+                (self.inner)
+                    .finish(VersionedStore::<R>::list(&self.inner, listing))
+                    .await
+            })
+            .await
     }
 }
 
@@ -255,12 +253,11 @@ impl OrderBook for GatedStore {
             what: "active order of ticket",
             id: Some(ticket_id),
         };
-        if let Some(result) = self.gate.replayed(&op) {
-            return result;
-        }
-        self.gate.pass(op).await;
-        let active = self.inner.finish(self.inner.active_order(ticket_id)).await;
-        self.gate.recorded(active)
+        self.gate
+            .perform(op, async || {
+                self.inner.finish(self.inner.active_order(ticket_id)).await
+            })
+            .await
     }
 
     async fn reserve(
@@ -273,17 +270,17 @@ impl OrderBook for GatedStore {
         let op = Op::Reserve {
             ticket: order.ticket_id,
         };
-        if let Some(result) = self.gate.replayed(&op) {
-            return result;
-        }
-        self.gate.pass(op).await;
-        let reserved = (self.inner)
-            .finish(self.inner.reserve(order, price, check, outbox))
-            .await;
-        if let Ok((after, _)) = &reserved {
-            self.journal_write(None, after);
-        }
-        self.gate.recorded(reserved)
+        self.gate
+            .perform(op, async || {
+                let reserved = (self.inner)
+                    .finish(self.inner.reserve(order, price, check, outbox))
+                    .await;
+                if let Ok((after, _)) = &reserved {
+                    self.journal_write(None, after);
+                }
+                reserved
+            })
+            .await
     }
 
     async fn cancel(
@@ -295,15 +292,15 @@ impl OrderBook for GatedStore {
             order: order.id,
             read_version: order.version,
         };
-        if let Some(result) = self.gate.replayed(&op) {
-            return result;
-        }
-        self.gate.pass(op).await;
-        let cancelled = (self.inner).finish(self.inner.cancel(order, outbox)).await;
-        if let Ok((after, _)) = &cancelled {
-            self.journal_write(None, after);
-        }
-        self.gate.recorded(cancelled)
+        self.gate
+            .perform(op, async || {
+                let cancelled = (self.inner).finish(self.inner.cancel(order, outbox)).await;
+                if let Ok((after, _)) = &cancelled {
+                    self.journal_write(None, after);
+                }
+                cancelled
+            })
+            .await
     }
 
     async fn reservation_count(&self, ticket_id: Id) -> Result<Reservation, StoreError> {
@@ -311,14 +308,13 @@ impl OrderBook for GatedStore {
             what: "reservation count of ticket",
             id: Some(ticket_id),
         };
-        if let Some(result) = self.gate.replayed(&op) {
-            return result;
-        }
-        self.gate.pass(op).await;
-        let count = (self.inner)
-            .finish(self.inner.reservation_count(ticket_id))
-            .await;
-        self.gate.recorded(count)
+        self.gate
+            .perform(op, async || {
+                (self.inner)
+                    .finish(self.inner.reservation_count(ticket_id))
+                    .await
+            })
+            .await
     }
 }
 
@@ -355,12 +351,9 @@ impl Publisher for GatedPublisher {
         let op = Op::Publish {
             event: event.clone(),
         };
-        if let Some(result) = self.gate.replayed(&op) {
-            return result;
-        }
-        self.gate.pass(op).await;
         self.gate
-            .recorded(publish_to_core(&self.core, event, publish_id))
+            .perform(op, async || publish_to_core(&self.core, event, publish_id))
+            .await
     }
 }
 
@@ -427,39 +420,39 @@ impl MessageHandle for GatedHandle {
 
     async fn ack(&self) -> Result<(), BusError> {
         let op = Op::Ack;
-        if let Some(result) = self.gate.replayed(&op) {
-            return result;
-        }
-        self.gate.pass(op).await;
-        lock_core(&self.core).ack(self.group, self.seq);
-        self.acked.store(true, Ordering::SeqCst);
-        self.gate.recorded(Ok(()))
+        self.gate
+            .perform(op, async || {
+                lock_core(&self.core).ack(self.group, self.seq);
+                self.acked.store(true, Ordering::SeqCst);
+                Ok(())
+            })
+            .await
     }
 
     async fn nak(&self, delay: Duration) -> Result<(), BusError> {
         let op = Op::Nak { delay };
-        if let Some(result) = self.gate.replayed(&op) {
-            return result;
-        }
-        self.gate.pass(op).await;
-        let mut core = lock_core(&self.core);
-        // A delayed nak waits for its release; the harness releases at the end of the step
-        // (the model keeps a message that is not applicable yet pending, undeliverable).
-        if delay.is_zero() {
-            core.nak(self.group, self.seq, self.delivery_count);
-        } else {
-            core.nak_delayed(self.group, self.seq, self.delivery_count);
-        }
-        self.gate.recorded(Ok(()))
+        self.gate
+            .perform(op, async || {
+                let mut core = lock_core(&self.core);
+                // A delayed nak waits for its release; the harness releases at the end of the step
+                // (the model keeps a message that is not applicable yet pending, undeliverable).
+                if delay.is_zero() {
+                    core.nak(self.group, self.seq, self.delivery_count);
+                } else {
+                    core.nak_delayed(self.group, self.seq, self.delivery_count);
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn term(&self, reason: &str) -> Result<(), BusError> {
         let op = Op::Term;
-        if let Some(result) = self.gate.replayed(&op) {
-            return result;
-        }
-        self.gate.pass(op).await;
-        lock_core(&self.core).term(self.group, self.seq, self.delivery_count, reason);
-        self.gate.recorded(Ok(()))
+        self.gate
+            .perform(op, async || {
+                lock_core(&self.core).term(self.group, self.seq, self.delivery_count, reason);
+                Ok(())
+            })
+            .await
     }
 }
