@@ -32,7 +32,7 @@ pub mod plan;
 pub mod worker;
 
 pub use plan::{Plan, TooManyStates};
-use worker::{Line, Spec, Walked};
+use worker::{DivergedAt, Spec, Walked};
 
 /// The bounds `harness exhaustive` uses by default: the model checker's (two edits, an order,
 /// its cancellation and a second order of one ticket, two members per group, one crash and
@@ -137,27 +137,27 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
     let exploring = started.elapsed();
     let replayed_nodes = plan.nodes().min(options.max_paths);
     let started = Instant::now();
-    let (walked, problems) = run_workers(options, &plan, replayed_nodes as u32);
+    let walked = run_workers(options, &plan, replayed_nodes as u32);
     let mut outcome = Outcome {
         unique_states: plan.nodes(),
         transitions: Some(plan.transitions()),
         available_paths: plan.nodes(),
         truncated: replayed_nodes < plan.nodes(),
+        steps: walked.transitions as usize,
+        probes: walked.probes as usize,
+        paths: walked.states as usize,
+        copies: walked.copies as usize,
         exploring,
         replaying: started.elapsed(),
-        problems,
+        diverging_paths: walked.diverged.len(),
+        problems: walked.problems,
         ..Outcome::default()
     };
-    outcome.steps = walked.transitions as usize;
-    outcome.probes = walked.probes as usize;
-    outcome.paths = walked.states as usize;
-    outcome.copies = walked.copies as usize;
-    let diverged: Vec<Line> = walked.lines.into_iter().flatten().collect();
-    outcome.diverging_paths = diverged.len();
-    let depth = |line: &Line| match line {
-        Line::Transition { node, .. } | Line::Probe { node, .. } => plan.tree_path(*node).len(),
-    };
-    if let Some(shortest) = diverged.iter().min_by_key(|line| depth(line)) {
+    let diverged = walked.diverged;
+    if let Some(shortest) = diverged
+        .iter()
+        .min_by_key(|at| plan.tree_path(at.node()).len())
+    {
         match rederive(options, &listing, &plan, *shortest) {
             Ok(divergence) => outcome.divergence = Some(divergence),
             Err(problem) => outcome.problems.push(problem),
@@ -166,9 +166,9 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
     Ok(outcome)
 }
 
-/// Walks the plan (nodes below `replayed`) with one worker thread per part; what they
-/// found, their counts added up, and the problems.
-fn run_workers(options: &Options, plan: &Plan, replayed: u32) -> (Walked, Vec<String>) {
+/// Walks the plan (nodes below `replayed`) with one worker thread per part: what they did,
+/// added up.
+fn run_workers(options: &Options, plan: &Plan, replayed: u32) -> Walked {
     let specs: Vec<Spec> = plan
         .split(options.threads)
         .into_iter()
@@ -188,24 +188,25 @@ fn run_workers(options: &Options, plan: &Plan, replayed: u32) -> (Walked, Vec<St
             .collect();
         handles.into_iter().map(|handle| handle.join()).collect()
     });
-    let (mut total, mut problems) = (Walked::default(), Vec::new());
+    let mut total = Walked::default();
     for walk in walks {
         let Ok(walk) = walk else {
-            problems.push("a worker panicked outside a step".to_owned());
+            total
+                .problems
+                .push("a worker panicked outside a step".to_owned());
             continue;
         };
         total.transitions += walk.transitions;
         total.probes += walk.probes;
         total.states += walk.states;
         total.copies += walk.copies;
-        for line in walk.lines {
-            match line {
-                Ok(line) => total.lines.push(Ok(line)),
-                Err(problem) => problems.push(format!("worker: {problem}")),
-            }
-        }
+        total.diverged.extend(walk.diverged);
+        let problems = walk.problems.into_iter();
+        total
+            .problems
+            .extend(problems.map(|problem| format!("worker: {problem}")));
     }
-    (total, problems)
+    total
 }
 
 /// The divergence a worker reported, replayed again from the initial state (a worker
@@ -214,19 +215,16 @@ fn rederive(
     options: &Options,
     listing: &TicketingModel,
     plan: &Plan,
-    line: Line,
+    at: DivergedAt,
 ) -> Result<Divergence, String> {
-    let node = match line {
-        Line::Transition { node, .. } | Line::Probe { node, .. } => node,
-    };
     let mut state = listing.init_states().remove(0);
     let mut path: Vec<Action> = Vec::new();
     let edges = plan
-        .tree_path(node)
+        .tree_path(at.node())
         .into_iter()
         .map(|edge| edge as usize)
-        .chain(match line {
-            Line::Transition { edge, .. } => Some(edge),
+        .chain(match at {
+            DivergedAt::Transition { edge, .. } => Some(edge),
             _ => None,
         });
     for edge in edges {
@@ -239,14 +237,14 @@ fn rederive(
     }
     let not_again = || {
         format!(
-            "a worker saw a divergence the replay from the initial state does not: {line:?} \
+            "a worker saw a divergence the replay from the initial state does not: {at:?} \
              (the implementation is not deterministic?)"
         )
     };
     let replay = replay_actions_against(options.config, options.implementation, &path);
-    match (replay, line) {
+    match (replay, at) {
         (Err(divergence), _) => Ok(divergence),
-        (Ok(mut replay), Line::Probe { probe, .. }) => match replay.probe(probe) {
+        (Ok(mut replay), DivergedAt::Probe { probe, .. }) => match replay.probe(probe) {
             Err(divergence) => Ok(divergence),
             Ok(()) => Err(not_again()),
         },

@@ -8,13 +8,13 @@
 //!
 //! Workers are threads, one per part of the plan ([`super::Plan::split`]); each has its own
 //! worlds (nothing in a world is shared between threads) and reports what diverged as
-//! [`Line`]s with its counts.
+//! [`DivergedAt`]s with its counts.
 //!
 //! The invariant: a worker counts a transition (or probe, or state) only after the
 //! implementation took it and the observed state equalled the model's; a node's transitions
 //! and probes are made, and counted, by the one worker that owns it, so counts add up.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -62,23 +62,19 @@ pub struct Walked {
     pub states: u64,
     /// Copies of the world made.
     pub copies: u64,
-    /// What diverged, and the problems (`Err`: a copy that could not be made, a step that
-    /// panicked, a plan that does not fit the model).
-    pub lines: Vec<Result<Line, String>>,
+    /// Where a transition or probe diverged.
+    pub diverged: Vec<DivergedAt>,
+    /// What went wrong besides: a copy that could not be made, a step that panicked, a plan
+    /// that does not fit the model.
+    pub problems: Vec<String>,
 }
 
 struct Worker<'a> {
     plan: &'a Plan,
     model: TicketingModel,
     spec: &'a Spec,
-    counts: [Cell<u64>; 4],
-    lines: RefCell<Vec<Result<Line, String>>>,
+    walked: RefCell<Walked>,
 }
-
-const TRANSITIONS: usize = 0;
-const PROBES: usize = 1;
-const STATES: usize = 2;
-const COPIES: usize = 3;
 
 /// Walks the part of `plan` that `spec` names (see the module docs).
 pub fn walk(plan: &Plan, spec: &Spec) -> Walked {
@@ -86,21 +82,13 @@ pub fn walk(plan: &Plan, spec: &Spec) -> Walked {
         plan,
         model: TicketingModel::new(spec.config).with_partial_order(spec.partial_order),
         spec,
-        counts: Default::default(),
-        lines: RefCell::default(),
+        walked: RefCell::default(),
     };
     match Replay::against(spec.config, spec.implementation) {
         Ok(replay) => worker.visit(0, &mut replay.quiet()),
         Err(_) => worker.problem("the initial states differ".into()),
     }
-    let count = |counter: usize| worker.counts[counter].get();
-    Walked {
-        transitions: count(TRANSITIONS),
-        probes: count(PROBES),
-        states: count(STATES),
-        copies: count(COPIES),
-        lines: worker.lines.take(),
-    }
+    worker.walked.take()
 }
 
 impl Worker<'_> {
@@ -115,16 +103,16 @@ impl Worker<'_> {
             && self.plan.end(child) > self.spec.owned.start
     }
 
-    fn count(&self, counter: usize) {
-        self.counts[counter].set(self.counts[counter].get() + 1);
+    fn count(&self, counter: impl FnOnce(&mut Walked) -> &mut u64) {
+        *counter(&mut self.walked.borrow_mut()) += 1;
     }
 
-    fn diverged(&self, line: Line) {
-        self.lines.borrow_mut().push(Ok(line));
+    fn diverged(&self, at: DivergedAt) {
+        self.walked.borrow_mut().diverged.push(at);
     }
 
     fn problem(&self, problem: String) {
-        self.lines.borrow_mut().push(Err(problem));
+        self.walked.borrow_mut().problems.push(problem);
     }
 
     /// What this worker does at `node`, whose state `replay` is in.
@@ -160,7 +148,7 @@ impl Worker<'_> {
     /// needs this state after it).
     fn visit(&self, node: u32, replay: &mut Replay) {
         if self.owns(node) {
-            self.count(STATES);
+            self.count(|walked| &mut walked.states);
         }
         let jobs = match self.jobs(node, replay) {
             Ok(jobs) => jobs,
@@ -184,7 +172,7 @@ impl Worker<'_> {
 
     /// Makes `job` on a copy of the world at `node`, leaving `replay` as it stands.
     fn branch(&self, node: u32, job: Job, replay: &Replay) {
-        self.count(COPIES);
+        self.count(|walked| &mut walked.copies);
         match replay.copy() {
             Ok(mut copy) => self.guarded(node, job, &mut copy),
             Err(refusal) => self.problem(format!("at node {node}: {job:?}: {}", refusal.0)),
@@ -194,8 +182,8 @@ impl Worker<'_> {
     fn run(&self, node: u32, job: Job, replay: &mut Replay) {
         match job {
             Job::Probe(action) => match replay.probe(action) {
-                Ok(()) => self.count(PROBES),
-                Err(_) => self.diverged(Line::Probe {
+                Ok(()) => self.count(|walked| &mut walked.probes),
+                Err(_) => self.diverged(DivergedAt::Probe {
                     node,
                     probe: action,
                 }),
@@ -207,12 +195,12 @@ impl Worker<'_> {
             } => {
                 let owns = self.owns(node);
                 match replay.step(action) {
-                    Err(_) if owns => self.diverged(Line::Transition { node, edge }),
+                    Err(_) if owns => self.diverged(DivergedAt::Transition { node, edge }),
                     // Not this worker's transition: its owner reports it.
                     Err(_) => {}
                     Ok(()) => {
                         if owns {
-                            self.count(TRANSITIONS);
+                            self.count(|walked| &mut walked.transitions);
                         }
                         if self.enters(child) {
                             self.visit(child, replay);
@@ -227,7 +215,7 @@ impl Worker<'_> {
 /// A divergence a worker found: where, not the path (the path is the tree's path to the
 /// node, then the step or probe; it is replayed again, described, from the initial state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Line {
+pub enum DivergedAt {
     /// The step of edge `edge` of `node` diverged.
     Transition {
         /// The node.
@@ -242,4 +230,13 @@ pub enum Line {
         /// The delivery.
         probe: Action,
     },
+}
+
+impl DivergedAt {
+    /// The node the transition or probe was made at.
+    pub fn node(&self) -> u32 {
+        match self {
+            DivergedAt::Transition { node, .. } | DivergedAt::Probe { node, .. } => *node,
+        }
+    }
 }
