@@ -84,9 +84,9 @@ struct ServeArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     ack_wait: Duration,
     /// Deliveries of one event before it is dead-lettered. With the default gap backoff
-    /// (100 ms doubling to 30 s), 10 deliveries give a redelivery horizon of 51.1 s: a version
+    /// (100 ms doubling to 2 s), 30 deliveries give a redelivery horizon of 51.1 s: a version
     /// gap closed within it never dead-letters.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = ticketing::bus::DEFAULT_MAX_DELIVER, value_parser = clap::value_parser!(u32).range(1..))]
     max_deliver: u32,
 }
 

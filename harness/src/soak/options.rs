@@ -142,7 +142,7 @@ impl SoakOptions {
             clients: 8,
             variant: Variant::Reference,
             ack_wait: Duration::from_secs(2),
-            max_deliver: 10,
+            max_deliver: ticketing::bus::DEFAULT_MAX_DELIVER,
             max_requests: 200_000,
             quiesce_timeout: Duration::from_secs(90),
             allow_remote: false,

@@ -85,6 +85,10 @@ pub enum BusError {
     InvalidOptions(String),
 }
 
+/// Deliveries of one event before it is dead-lettered, by default: with the gap backoff
+/// (100 ms doubling to 2 s, [`crate::services::Backoff::GAP`]) a redelivery horizon of 51.1 s.
+pub const DEFAULT_MAX_DELIVER: u32 = 30;
+
 /// How a queue group's durable subscription behaves.
 #[derive(Clone, Debug)]
 pub struct ListenerOptions {
@@ -101,14 +105,14 @@ pub struct ListenerOptions {
 }
 
 impl ListenerOptions {
-    /// The group's options with this project's defaults: 5 s ack wait (the course's), 10
-    /// deliveries, 64 in flight per member.
+    /// The group's options with this project's defaults: 5 s ack wait (the course's),
+    /// [`DEFAULT_MAX_DELIVER`] deliveries, 64 in flight per member.
     pub fn new(queue_group: impl Into<QueueGroup>, subjects: &[Subject]) -> Self {
         Self {
             queue_group: queue_group.into(),
             subjects: subjects.to_vec(),
             ack_wait: Duration::from_secs(5),
-            max_deliver: 10,
+            max_deliver: DEFAULT_MAX_DELIVER,
             max_in_flight: 64,
         }
     }
