@@ -199,6 +199,7 @@ pub struct EncodeError {
 impl EncodeError {
     /// An encoding failure of a `subject` event saying `why` (for fakes that stand in for a
     /// serializer that fails).
+    #[cfg(feature = "testkit")]
     pub(crate) fn new(subject: Subject, why: &str) -> Self {
         Self {
             subject,
