@@ -128,7 +128,7 @@ const CLIENTS_MAX: usize = 256;
 
 impl SoakOptions {
     /// The defaults (the local servers, 60 s, every fault, 4 members, 8 clients, the
-    /// reference, 2 s ack wait, 10 deliveries) with this seed.
+    /// reference, 2 s ack wait, 30 deliveries) with this seed.
     pub fn new(seed: u64) -> Self {
         let duration = Duration::from_secs(60);
         Self {

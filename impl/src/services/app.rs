@@ -48,7 +48,7 @@ pub struct AppOptions {
 }
 
 impl AppOptions {
-    /// The defaults (127.0.0.1:3000, 2 members, the course's 5 s ack wait, 10 deliveries)
+    /// The defaults (127.0.0.1:3000, 2 members, the course's 5 s ack wait, 30 deliveries)
     /// with this session key and variant.
     pub fn new(sessions: SessionKey, variant: crate::variant::Variant) -> Self {
         let defaults = ListenerOptions::new(tickets::QUEUE_GROUP, &[]);
