@@ -231,7 +231,7 @@ impl<L: Listener, D: Delivery> Handlers<L, D> {
         let mut next = Some(handling);
         while let Some(handling) = next.take() {
             let mut handler = Box::pin(self.handler(ticket, handling));
-            match std::future::poll_fn(|cx| Poll::Ready(handler.as_mut().poll(cx))).await {
+            match futures::poll!(handler.as_mut()) {
                 Poll::Ready((_, panicked)) => next = self.ended(report, ticket, panicked),
                 Poll::Pending => {
                     self.running.spawn(handler);
